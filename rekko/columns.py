@@ -40,6 +40,16 @@ class Columns:
     NAME = "name"
     RATING = "rating"
     DESCRIPTION = "description"
+    # the API cache (rekko.enrich): one row per title asked
+    TITLE_KEY = "title_key"
+    VOTES = "votes"
+    PROVIDER = "provider"
+    PROVIDER_ID = "provider_id"
+    MATCHED_TITLE = "matched_title"
+    MATCHED_YEAR = "matched_year"
+    FETCHED_AT = "fetched_at"
+    STATUS = "status"
+    ERROR = "error"
 
     # per-movie features
     N_USERS = "n_users"
