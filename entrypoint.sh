@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Docker entrypoint: turns the seed's `docker run -e P1=... -e P9=...` lines into a rekko command.
+#
+#   pipeline   P1..P9 = interactions, movies metadata, ratings/descriptions, movies_rd, int_coef,
+#              movies_md_upd, interactions_upd, cos_sim_md, cos_sim_desc (the seed's order)
+#   recommend  P1 = user id, P2 = number of rekkos, P3..P7 = interactions_upd, movies_md_upd,
+#              int_coef, cos_sim_md, cos_sim_desc
+#   demo       no P variables at all
+#   serve      REKKO_MODE=serve (HTTP API on ${PORT:-80})
+#
+# The mode is guessed from P1 (a whole number -> recommend, a path -> pipeline) unless
+# REKKO_MODE=pipeline|recommend|demo|serve says otherwise. Arguments given to the container
+# (`docker run rekko recommend --user-id 7`) go straight to the rekko CLI and win over P1..P9.
+# The seed's lines carry stray spaces and typographic quotes (P1=’ data/interactions.parquet’):
+# they are stripped from both ends of every value. Bad variables exit 2, like the CLI.
+set -euo pipefail
+
+# Files written to mounted folders stay readable and removable for the host user's group.
+umask 0002
+
+readonly PROG="rekko-entrypoint"
+readonly VARS=(P1 P2 P3 P4 P5 P6 P7 P8 P9)
+readonly PIPELINE_OPTS=(--interactions --movies --ratings --movies-rd --int-coef --movies-upd
+  --interactions-upd --sim-md --sim-desc)
+readonly RECOMMEND_OPTS=(--interactions-upd --movies-upd --int-coef --sim-md --sim-desc)
+
+die() {
+  printf '%s: error: %s\n' "$PROG" "$1" >&2
+  exit "${2:-2}"
+}
+
+warn() {
+  printf '%s: warning: %s\n' "$PROG" "$1" >&2
+}
+
+# Strip whitespace and ASCII/typographic quotes from both ends until nothing changes.
+clean() {
+  local value=$1 before='' q
+  # ASCII space, tab, CR, LF and quotes; then U+2018/2019/201A/201B and U+201C/201D/201E/201F
+  # (curly single and double quotes), U+00AB/00BB (guillemets), U+2032/2033 (primes), U+00A0 (nbsp).
+  local -a junk=(' ' $'\t' $'\r' $'\n' "'" '"' '`'
+    $'\xe2\x80\x98' $'\xe2\x80\x99' $'\xe2\x80\x9a' $'\xe2\x80\x9b'
+    $'\xe2\x80\x9c' $'\xe2\x80\x9d' $'\xe2\x80\x9e' $'\xe2\x80\x9f'
+    $'\xc2\xab' $'\xc2\xbb' $'\xe2\x80\xb2' $'\xe2\x80\xb3' $'\xc2\xa0')
+  while [[ "$value" != "$before" ]]; do
+    before=$value
+    for q in "${junk[@]}"; do
+      value=${value#"$q"}
+      value=${value%"$q"}
+    done
+  done
+  printf '%s' "$value"
+}
+
+is_user_id() {
+  [[ "$1" =~ ^[0-9]+$ ]]
+}
+
+is_path() {
+  local lower
+  lower=$(printf '%s' "$1" | tr '[:upper:]' '[:lower:]')
+  [[ "$lower" == */* ]] && return 0
+  case "$lower" in
+    *.parquet | *.pq | *.csv | *.tsv | *.xlsx | *.xls | *.json | *.pkl | *.pickle) return 0 ;;
+  esac
+  return 1
+}
+
+# Refuse early, with the Docker-specific remedy, when an output folder is not writable
+# (the classic bind-mount ownership clash); the CLI would only see a PermissionError.
+check_writable() {
+  local path=$1 what=$2 dir
+  dir=$(dirname -- "$path")
+  while [[ ! -e "$dir" ]]; do
+    dir=$(dirname -- "$dir")
+  done
+  if [[ ! -d "$dir" || ! -w "$dir" ]]; then
+    die "cannot write $path ($what): folder '$dir' is not writable by uid $(id -u) (it belongs to uid $(stat -c %u -- "$dir" 2>/dev/null || echo '?')). With Docker, run as the owner of the mounted folder: docker run --user \"\$(id -u):\$(id -g)\" ..."
+  fi
+}
+
+# Run the CLI through the console script when installed, else as a module.
+# REKKO_ENTRYPOINT_DRY_RUN=1 prints the arguments (one a line) instead: for tests and debugging.
+run_rekko() {
+  printf '%s: rekko' "$PROG" >&2
+  printf ' %q' "$@" >&2
+  printf '\n' >&2
+  if [[ "${REKKO_ENTRYPOINT_DRY_RUN-}" == 1 ]]; then
+    printf '%s\n' "$@"
+    exit 0
+  fi
+  if command -v rekko >/dev/null 2>&1; then
+    exec rekko "$@"
+  fi
+  exec "${PYTHON:-python3}" -m rekko "$@"
+}
+
+declare -A P=()
+any_set=false
+for var in "${VARS[@]}"; do
+  P[$var]=$(clean "${!var-}")
+  [[ -n "${P[$var]}" ]] && any_set=true
+done
+
+if (($# > 0)); then
+  $any_set && warn "container arguments given: ignoring P1..P9"
+  run_rekko "$@"
+fi
+
+mode=$(clean "${REKKO_MODE-}" | tr '[:upper:]' '[:lower:]')
+if [[ -z "$mode" ]]; then
+  if ! $any_set; then
+    mode=demo
+  elif [[ -z "${P[P1]}" ]]; then
+    die "P1 is empty: set P1 to a user id (recommend mode, e.g. -e P1=42 -e P2=10) or to the interactions file (pipeline mode, e.g. -e P1=data/interactions.parquet), or set REKKO_MODE"
+  elif is_user_id "${P[P1]}"; then
+    mode=recommend
+  elif is_path "${P[P1]}"; then
+    mode=pipeline
+  else
+    die "P1 is neither a path nor a user id: '${P[P1]}'. Use a whole number for recommend mode (-e P1=42 -e P2=10) or a file path for pipeline mode (-e P1=data/interactions.parquet), or set REKKO_MODE"
+  fi
+fi
+
+case "$mode" in
+  pipeline)
+    args=(pipeline)
+    for i in "${!VARS[@]}"; do
+      value=${P[${VARS[$i]}]}
+      [[ -n "$value" ]] || continue
+      args+=("${PIPELINE_OPTS[$i]}" "$value")
+      # P4..P9 are outputs.
+      ((i >= 3)) && check_writable "$value" "${VARS[$i]}"
+    done
+    run_rekko "${args[@]}"
+    ;;
+  recommend)
+    user=${P[P1]}
+    [[ -n "$user" ]] || die "recommend mode needs P1, the user id (e.g. -e P1=42)"
+    is_user_id "$user" || die "P1 must be a user id (a whole number) in recommend mode, got '$user'"
+    args=(recommend --user-id "$user")
+    if [[ -n "${P[P2]}" ]]; then
+      [[ "${P[P2]}" =~ ^[0-9]+$ && "${P[P2]}" =~ [1-9] ]] \
+        || die "P2 (number of rekkos) must be a positive whole number, got '${P[P2]}'"
+      args+=(-n "${P[P2]}")
+    fi
+    for i in 0 1 2 3 4; do
+      value=${P[P$((i + 3))]}
+      [[ -n "$value" ]] && args+=("${RECOMMEND_OPTS[$i]}" "$value")
+    done
+    [[ -n "${P[P8]}${P[P9]}" ]] && warn "P8 and P9 are not used in recommend mode (P3..P7 are the five artifacts)"
+    check_writable "pred/pred($user).csv" "the prediction file"
+    run_rekko "${args[@]}"
+    ;;
+  demo)
+    $any_set && warn "REKKO_MODE=demo: ignoring P1..P9"
+    run_rekko demo
+    ;;
+  serve)
+    run_rekko serve --host "${HOST:-0.0.0.0}" --port "${PORT:-80}"
+    ;;
+  *)
+    die "REKKO_MODE must be pipeline, recommend, demo or serve, got '$mode'"
+    ;;
+esac
