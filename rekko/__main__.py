@@ -1,0 +1,5 @@
+import sys
+
+from rekko.cli import main
+
+sys.exit(main())

@@ -1,0 +1,245 @@
+"""The ``rekko`` command line: parse, call the library, map errors to exit codes.
+
+Exit codes: 0 success, 2 bad input (any :class:`InputError`), 1 anything else.
+All logic lives in the library; this module only wires arguments to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from rekko import __version__
+from rekko.columns import Columns as C
+from rekko.exceptions import ConfigError, RekkoError
+from rekko.io import atomic_open, write_table
+from rekko.paths import ArtifactPaths, PipelinePaths
+
+log = logging.getLogger("rekko")
+
+#: Modules that add their own subcommands through ``register(subparsers)``.
+PLUGIN_MODULES = ("rekko.enrich.cli", "rekko.importers.cli", "rekko.evaluation.cli", "rekko.serve.cli")
+
+_PIPELINE_OPTIONS = (
+    ("--interactions", "interactions", "P1: interactions (parquet/csv)"),
+    ("--movies", "movies", "P2: movies metadata (parquet/csv)"),
+    ("--ratings", "ratings", "P3: ratings and descriptions from the movie API (xlsx/parquet/csv)"),
+    ("--movies-rd", "movies_rd", "P4: output, cleaned ratings/descriptions"),
+    ("--int-coef", "int_coef", "P5: output, per-user coefficients"),
+    ("--movies-upd", "movies_upd", "P6: output, movies with features"),
+    ("--interactions-upd", "interactions_upd", "P7: output, interactions with watch ratios"),
+    ("--sim-md", "sim_md", "P8: output, metadata top-k cosine similarity"),
+    ("--sim-desc", "sim_desc", "P9: output, description top-k cosine similarity"),
+)
+_ARTIFACT_OPTIONS = (
+    ("--interactions-upd", "interactions_upd", "P3: interactions with watch ratios"),
+    ("--movies-upd", "movies_upd", "P4: movies with features"),
+    ("--int-coef", "int_coef", "P5: per-user coefficients"),
+    ("--sim-md", "sim_md", "P6: metadata similarity"),
+    ("--sim-desc", "sim_desc", "P7: description similarity"),
+)
+
+
+def add_artifact_options(parser: argparse.ArgumentParser) -> None:
+    """The five artifact paths of the seed's recommend line (P3..P7), seed defaults."""
+    defaults = ArtifactPaths()
+    for flag, dest, text in _ARTIFACT_OPTIONS:
+        parser.add_argument(flag, dest=dest, type=Path, default=getattr(defaults, dest),
+                            help=f"{text} (default: {getattr(defaults, dest)})")
+
+
+def artifact_paths(args: argparse.Namespace) -> ArtifactPaths:
+    return ArtifactPaths(**{dest: getattr(args, dest) for _, dest, _ in _ARTIFACT_OPTIONS})
+
+
+def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
+    defaults = PipelinePaths()
+    for flag, dest, text in _PIPELINE_OPTIONS:
+        parser.add_argument(flag, dest=dest, type=Path, default=getattr(defaults, dest),
+                            help=f"{text} (default: {getattr(defaults, dest)})")
+    parser.add_argument("-k", "--top-k", type=int, default=100, help="neighbours kept per movie (default: 100)")
+
+
+def pipeline_paths(args: argparse.Namespace) -> PipelinePaths:
+    return PipelinePaths(**{dest: getattr(args, dest) for _, dest, _ in _PIPELINE_OPTIONS})
+
+
+def positive_int(text: str) -> int:
+    from rekko.recommend import validate_n
+
+    try:
+        return validate_n(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def user_id_type(text: str) -> int:
+    try:
+        return int(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"user id must be an integer, got {text!r}") from None
+
+
+# -- pipeline -------------------------------------------------------------------
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from rekko.pipeline import run_with_enrichment
+
+    paths = pipeline_paths(args)
+    result, manifest = run_with_enrichment(paths, top_k=args.top_k)
+    counts = result.counts
+    print(
+        f"pipeline: {counts['movies']} movies, {counts['users']} users, "
+        f"{counts['user_movie_pairs']} user-movie pairs from {counts['interaction_rows']} interaction rows "
+        f"({counts['interactions_unknown_movie_dropped']} dropped: movie not in metadata; "
+        f"{counts['interactions_sessions_merged']} sessions merged)"
+    )
+    join = counts["ratings_join"]
+    print(f"ratings: {join['with_rating']} movies with a rating, {join['with_description']} with a description")
+    print(f"wrote {len(manifest.artifacts)} artifacts and {paths.manifest} in {sum(result.timings.values()):.2f} s")
+    return 0
+
+
+# -- recommend --------------------------------------------------------------------
+def format_recommendations(items: pd.DataFrame, fmt: str) -> str:
+    if fmt == "csv":
+        return items.to_csv(index=False)
+    if fmt == "json":
+        return items.to_json(orient="records", force_ascii=False, indent=2) + "\n"
+    shown = items.copy()
+    for col in shown.columns:
+        if pd.api.types.is_float_dtype(shown[col]):
+            shown[col] = shown[col].map(lambda v: f"{v:.4f}")
+    shown = shown.drop(columns=[C.BASED_ON], errors="ignore").fillna("—")
+    return shown.to_string(index=False) + "\n"
+
+
+def write_pred_csv(items: pd.DataFrame, pred_dir: Path, user_id: int) -> Path:
+    path = pred_dir / f"pred({user_id}).csv"
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        items.to_csv(fh, index=False)
+    return path
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from rekko.recommend import Recommender, load_artifacts
+
+    if args.all_users:
+        if not args.output:
+            raise ConfigError("--all-users needs --output FILE (.parquet or .csv)")
+        t0 = time.perf_counter()
+        recommender = Recommender(load_artifacts(artifact_paths(args)))
+        recs = recommender.recommend_all(args.n)
+        write_table(recs, args.output)
+        print(f"wrote {len(recs)} recommendations for {recs[C.USER].nunique()} users to {args.output} "
+              f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        return 0
+    if args.user_id is None:
+        raise ConfigError("give a user id (--user-id N) or --all-users")
+    recommender = Recommender(load_artifacts(artifact_paths(args)))
+    recs = recommender.recommend(args.user_id, args.n)
+    items = recs.items.assign(**{C.USER: recs.user_id, C.COLD_START: recs.cold_start})
+    items = items[[C.USER] + [c for c in items.columns if c != C.USER]]
+    if args.format == "table":
+        label = "cold start: no watch history, best-rated popular movies" if recs.cold_start else "personal"
+        print(f"Top {len(items)} movies for user {recs.user_id} ({label})")
+        print(format_recommendations(recs.items, "table"), end="")
+    else:
+        sys.stdout.write(format_recommendations(items, args.format))
+    if not args.no_pred:
+        path = write_pred_csv(items, args.pred_dir, recs.user_id)
+        print(f"saved {path}", file=sys.stderr)
+    return 0
+
+
+# -- demo ---------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rekko.demo import run_demo
+
+    return run_demo(user_id=args.user_id, n=args.n, fmt=args.format)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rekko",
+        description="Movie recommendations from watch history, metadata and descriptions.",
+    )
+    parser.add_argument("--version", action="version", version=f"rekko {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("pipeline", help="ingest, enrich, compute features and similarity artifacts",
+                       description="Build every artifact recommend needs. Paths default to the seed layout.")
+    add_pipeline_options(p)
+    p.set_defaults(handler=cmd_pipeline)
+
+    r = sub.add_parser("recommend", help="print scored movies for a user",
+                       description="Recommend unwatched movies for a user from the pipeline's artifacts.")
+    r.add_argument("-u", "--user-id", type=user_id_type, help="user id (integer)")
+    r.add_argument("-n", "--n", type=positive_int, default=10, help="number of movies (default: 10)")
+    r.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    r.add_argument("--pred-dir", type=Path, default=Path("pred"), help="where pred(<user>).csv goes (default: pred)")
+    r.add_argument("--no-pred", action="store_true", help="do not write pred/pred(<user>).csv")
+    r.add_argument("--all-users", action="store_true", help="recommend for every user (batch)")
+    r.add_argument("--output", type=Path, help="batch output file (.parquet or .csv)")
+    add_artifact_options(r)
+    r.set_defaults(handler=cmd_recommend)
+
+    d = sub.add_parser("demo", help="run the pipeline on the embedded sample (if needed) and recommend",
+                       description="Builds artifacts from data/ when missing or stale, then recommends for a sample user.")
+    d.add_argument("-u", "--user-id", type=user_id_type, default=None, help="user id (default: the sample user)")
+    d.add_argument("-n", "--n", type=positive_int, default=10)
+    d.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    d.set_defaults(handler=cmd_demo)
+
+    for name in PLUGIN_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue  # the plugin is not part of this build
+            raise
+        module.register(sub)
+    return parser
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="rekko: %(levelname)s: %(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except RekkoError as exc:
+        print(f"rekko: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("rekko: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the one place unexpected errors are reported
+        if args.debug:
+            raise
+        print(f"rekko: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

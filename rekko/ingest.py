@@ -1,0 +1,209 @@
+"""Stage 1: read and validate the three inputs into canonical frames.
+
+Every check here fails with a :class:`DataValidationError` naming the file, the
+column and an example row, before anything is written. Canonical forms:
+
+* interactions: ``user_id`` int64, ``movie_id`` str, ``watch_duration_minutes``
+  float64 >= 0, ``last_watch_dt`` datetime64 (NaT when the file has no date);
+* movies: one row per ``movie_id`` (str), list-valued columns as tuples of str,
+  ``duration`` float64 minutes (NaN = unknown);
+* ratings: see :func:`rekko.ratings.clean_ratings`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rekko.columns import INTERACTIONS_REQUIRED, LIST_COLUMNS, MOVIES_REQUIRED, Columns as C
+from rekko.exceptions import DataValidationError, MissingColumnsError
+from rekko.io import read_table
+from rekko.ratings import clean_ratings
+
+log = logging.getLogger(__name__)
+
+_TIMESTAMP_ALIASES = (C.DATETIME, "timestamp", "watch_dt", "date")
+
+
+def _example(df: pd.DataFrame, mask: np.ndarray | pd.Series) -> dict[str, object]:
+    """The first row where ``mask`` holds, as a plain dict for messages."""
+    row = df.loc[np.asarray(mask)].iloc[0]
+    return {str(k): (None if pd.isna(v) else v) if np.isscalar(v) or v is None else v for k, v in row.items()}
+
+
+def require_columns(df: pd.DataFrame, required: Sequence[str], path: str | Path) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise MissingColumnsError(missing, path=str(path), available=df.columns)
+
+
+def numeric_column(
+    df: pd.DataFrame,
+    column: str,
+    path: str | Path,
+    *,
+    allow_missing: bool,
+    allow_negative: bool = False,
+) -> pd.Series:
+    """Coerce a column to float64, failing on text that is not a number or on negatives."""
+    raw = df[column]
+    values = pd.to_numeric(raw, errors="coerce") if not pd.api.types.is_numeric_dtype(raw) else raw
+    values = values.astype("float64")
+    present = raw.notna().to_numpy()
+    if pd.api.types.is_string_dtype(raw) or raw.dtype == object:
+        present &= raw.astype("string").str.strip().fillna("").ne("").to_numpy()
+    not_number = present & values.isna().to_numpy()
+    if not_number.any():
+        raise DataValidationError(
+            f"expected numbers, got {raw[not_number].iloc[0]!r}",
+            path=str(path),
+            column=column,
+            example=_example(df, not_number),
+        )
+    if not allow_missing and (~present).any():
+        raise DataValidationError("expected a number, got an empty cell", path=str(path), column=column,
+                                  example=_example(df, ~present))
+    if not np.isfinite(values.fillna(0.0).to_numpy()).all():
+        bad = ~np.isfinite(values.fillna(0.0).to_numpy())
+        raise DataValidationError("expected finite numbers, got inf", path=str(path), column=column,
+                                  example=_example(df, bad))
+    if not allow_negative:
+        negative = (values < 0).to_numpy()
+        if negative.any():
+            raise DataValidationError(
+                f"expected non-negative numbers, got {values[negative].iloc[0]}",
+                path=str(path),
+                column=column,
+                example=_example(df, negative),
+            )
+    return values
+
+
+def id_column(df: pd.DataFrame, column: str, path: str | Path) -> pd.Series:
+    """Ids as str; an empty id is an error."""
+    raw = df[column]
+    text = raw.astype("string").str.strip()
+    empty = (raw.isna() | text.eq("")).to_numpy()
+    if empty.any():
+        raise DataValidationError("expected an id, got an empty cell", path=str(path), column=column,
+                                  example=_example(df, empty))
+    if pd.api.types.is_float_dtype(raw):
+        # ids that went through a float column (1.0) are integers at heart
+        text = raw.astype("int64").astype("string")
+    return text.astype(object)
+
+
+def _watch_datetime(df: pd.DataFrame, path: str | Path) -> pd.Series:
+    """The watch date from ``year``/``month``/``day`` or a single timestamp column (NaT if none)."""
+    if all(c in df.columns for c in (C.YEAR, C.MONTH, C.DAY)):
+        parts = {c: numeric_column(df, c, path, allow_missing=True) for c in (C.YEAR, C.MONTH, C.DAY)}
+        dt = pd.to_datetime(
+            pd.DataFrame({"year": parts[C.YEAR], "month": parts[C.MONTH], "day": parts[C.DAY]}),
+            errors="coerce",
+        )
+        bad = dt.isna().to_numpy() & parts[C.YEAR].notna().to_numpy()
+        if bad.any():
+            raise DataValidationError("not a valid date", path=str(path), column=f"{C.YEAR}/{C.MONTH}/{C.DAY}",
+                                      example=_example(df, bad))
+        return dt
+    column = next((c for c in _TIMESTAMP_ALIASES if c in df.columns), None)
+    if column is None:
+        return pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]")
+    raw = df[column]
+    if pd.api.types.is_numeric_dtype(raw):
+        dt = pd.to_datetime(raw, unit="s", errors="coerce")
+    else:
+        dt = pd.to_datetime(raw, errors="coerce", format="mixed")
+    bad = dt.isna().to_numpy() & raw.notna().to_numpy()
+    if bad.any():
+        raise DataValidationError(f"not a date: {raw[bad].iloc[0]!r}", path=str(path), column=column,
+                                  example=_example(df, bad))
+    return dt.astype("datetime64[ns]")
+
+
+def validate_interactions(raw: pd.DataFrame, path: str | Path = "interactions") -> pd.DataFrame:
+    """Canonical interactions frame from a raw one (``raw`` is not modified)."""
+    require_columns(raw, INTERACTIONS_REQUIRED, path)
+    if raw.empty:
+        raise DataValidationError("no interactions: the file has no rows", path=str(path))
+    user = numeric_column(raw, C.USER, path, allow_missing=False, allow_negative=True)
+    not_int = (user != np.floor(user)).to_numpy()
+    if not_int.any():
+        raise DataValidationError("expected integer user ids", path=str(path), column=C.USER,
+                                  example=_example(raw, not_int))
+    minutes = numeric_column(raw, C.WATCHED_MINUTES, path, allow_missing=False)
+    return pd.DataFrame(
+        {
+            C.USER: user.astype("int64").to_numpy(),
+            C.MOVIE: id_column(raw, C.MOVIE, path).to_numpy(),
+            C.WATCHED_MINUTES: minutes.to_numpy(),
+            C.DATETIME: _watch_datetime(raw, path).to_numpy(),
+        }
+    )
+
+
+def parse_list_column(values: pd.Series) -> pd.Series:
+    """Parse a list-valued column into tuples of stripped strings.
+
+    Accepts JSON-like strings (``'["Драма", "Комедия"]'``), real lists/arrays,
+    and comma-separated text. Missing becomes an empty tuple.
+    """
+    def from_sequence(v: object) -> str:
+        return ",".join(str(x) for x in v)  # type: ignore[union-attr]
+
+    is_seq = values.map(lambda v: isinstance(v, (list, tuple, np.ndarray)))
+    text = values.astype(object).where(~is_seq, values[is_seq].map(from_sequence) if is_seq.any() else values)
+    text = pd.Series(text, index=values.index).astype("string").fillna("")
+    cleaned = text.str.replace(r"^\s*\[|\]\s*$", "", regex=True).str.replace(r"[\"']", "", regex=True)
+    parts = cleaned.str.split(",")
+    return parts.map(lambda xs: tuple(x.strip() for x in xs if x and x.strip()) if isinstance(xs, list) else ())
+
+
+def validate_movies(raw: pd.DataFrame, path: str | Path = "movies metadata") -> pd.DataFrame:
+    """Canonical movies frame; extra columns are kept."""
+    require_columns(raw, MOVIES_REQUIRED, path)
+    if raw.empty:
+        raise DataValidationError("no movies: the file has no rows", path=str(path))
+    df = raw.copy()
+    df[C.MOVIE] = id_column(raw, C.MOVIE, path).to_numpy()
+    dup = df[C.MOVIE].duplicated(keep=False).to_numpy()
+    if dup.any():
+        raise DataValidationError(
+            f"duplicate movie_id {df.loc[dup, C.MOVIE].iloc[0]!r} ({int(df[C.MOVIE].duplicated().sum())} duplicates)",
+            path=str(path),
+            column=C.MOVIE,
+            example=_example(raw, dup),
+        )
+    df[C.TITLE] = raw[C.TITLE].astype("string").fillna("").str.strip().astype(object)
+    if C.DURATION in raw.columns:
+        df[C.DURATION] = numeric_column(raw, C.DURATION, path, allow_missing=True).to_numpy()
+    else:
+        df[C.DURATION] = np.nan
+    for col in LIST_COLUMNS:
+        df[col] = parse_list_column(raw[col]) if col in raw.columns else pd.Series([()] * len(df), index=df.index)
+    if C.ENTITY_TYPE in raw.columns:
+        df[C.ENTITY_TYPE] = raw[C.ENTITY_TYPE].astype("string").fillna("").astype(object)
+    if C.RELEASE_YEAR in raw.columns:
+        df[C.RELEASE_YEAR] = numeric_column(raw, C.RELEASE_YEAR, path, allow_missing=True).astype("Float64")
+    return df.reset_index(drop=True)
+
+
+def load_interactions(path: str | Path) -> pd.DataFrame:
+    return validate_interactions(read_table(path, what="interactions"), path)
+
+
+def load_movies(path: str | Path) -> pd.DataFrame:
+    return validate_movies(read_table(path, what="movies metadata"), path)
+
+
+def load_ratings(path: str | Path, extra: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Cleaned ratings/descriptions; ``extra`` rows (the API cache) are put first so they win ties."""
+    raw = read_table(path, what="ratings/descriptions")
+    cleaned = clean_ratings(raw, path=str(path))
+    if extra is not None and not extra.empty:
+        cleaned = pd.concat([clean_ratings(extra, path="api cache"), cleaned], ignore_index=True)
+    return cleaned

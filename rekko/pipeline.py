@@ -1,0 +1,214 @@
+"""The pipeline: ingest -> ratings -> features -> similarity -> artifacts.
+
+Everything is computed in memory and validated before the first byte is
+written; then the old manifest is removed, each artifact is written atomically,
+and the new manifest goes last.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rekko import ingest
+from rekko.artifacts import Manifest, describe_file, write_manifest, write_topk
+from rekko.columns import LIST_COLUMNS, Columns as C
+from rekko.features import (
+    MovieScoreConfig,
+    aggregate_sessions,
+    attach_movie_index,
+    effective_duration,
+    movie_features,
+    user_features,
+    watch_ratio,
+)
+from rekko.io import sha256_file, write_table
+from rekko.paths import PipelinePaths
+from rekko.ratings import attach_ratings
+from rekko.recommend import BlendWeights
+from rekko.similarity import SimilarityConfig, TopKSimilarity, content_similarities
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    similarity: SimilarityConfig = SimilarityConfig()
+    movie_score: MovieScoreConfig = MovieScoreConfig()
+    blend: BlendWeights = BlendWeights()
+
+
+@dataclass
+class PipelineResult:
+    """What the pipeline computed, before it is written."""
+
+    ratings: pd.DataFrame
+    movies: pd.DataFrame
+    interactions: pd.DataFrame
+    users: pd.DataFrame
+    sim_md: TopKSimilarity
+    sim_desc: TopKSimilarity
+    counts: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._t, 3)
+        self._t = now
+
+
+def compute(
+    interactions_raw: pd.DataFrame,
+    movies_raw: pd.DataFrame,
+    ratings: pd.DataFrame,
+    config: PipelineConfig = PipelineConfig(),
+    *,
+    paths: PipelinePaths | None = None,
+) -> PipelineResult:
+    """Run every stage on validated frames (``ingest.validate_*`` / ``clean_ratings`` output)."""
+    timer = _Timer()
+    counts: dict[str, Any] = {"interaction_rows": len(interactions_raw), "movies": len(movies_raw),
+                              "ratings_rows": len(ratings)}
+    movies, join_stats = attach_ratings(movies_raw, ratings)
+    counts["ratings_join"] = join_stats
+    timer.lap("ratings")
+
+    movie_ids = pd.Index(movies[C.MOVIE])
+    known, dropped = attach_movie_index(interactions_raw, movie_ids)
+    if dropped:
+        where = f" ({paths.interactions})" if paths else ""
+        log.warning("dropped %d of %d interactions%s whose movie_id is not in the movies metadata",
+                    dropped, len(interactions_raw), where)
+    if known.empty:
+        from rekko.exceptions import DataValidationError
+
+        raise DataValidationError(
+            "no interaction refers to a movie in the metadata: check that both files use the same movie_id",
+            path=str(paths.interactions) if paths else "interactions", column=C.MOVIE,
+            example=interactions_raw.iloc[0].to_dict(),
+        )
+    counts["interactions_unknown_movie_dropped"] = dropped
+    aggregated = aggregate_sessions(known)
+    counts["interactions_sessions_merged"] = len(known) - len(aggregated)
+    duration, n_imputed = effective_duration(movies)
+    counts["movies_duration_imputed"] = n_imputed
+    if n_imputed:
+        log.info("%d movies have no duration: using the median length of their entity type", n_imputed)
+    interactions = watch_ratio(aggregated, duration)
+    interactions["movie_idx"] = interactions["movie_idx"].astype(np.int32)
+    users = user_features(interactions)
+    movies = movie_features(movies, interactions, config.movie_score)
+    counts["users"] = len(users)
+    counts["user_movie_pairs"] = len(interactions)
+    timer.lap("features")
+
+    sim_md, sim_desc = content_similarities(movies, config.similarity)
+    counts["sim_md_nnz"] = int(sim_md.matrix.nnz)
+    counts["sim_desc_nnz"] = int(sim_desc.matrix.nnz)
+    counts["movies_without_description"] = int(movies[C.DESCRIPTION].isna().sum())
+    timer.lap("similarity")
+    return PipelineResult(ratings, movies, interactions, users, sim_md, sim_desc, counts, timer.timings)
+
+
+def _movies_for_parquet(movies: pd.DataFrame) -> pd.DataFrame:
+    out = movies.copy()
+    for col in LIST_COLUMNS:
+        if col in out.columns:
+            out[col] = out[col].map(list)
+    return out
+
+
+def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineConfig,
+                 inputs: dict[str, dict[str, Any]]) -> Manifest:
+    """Write P4..P9 atomically, then the manifest (removed first so a crash leaves none)."""
+    paths.manifest.unlink(missing_ok=True)
+    interactions = result.interactions.sort_values([C.USER, "movie_idx"], kind="stable")
+    write_table(result.ratings, paths.movies_rd)
+    write_table(result.users, paths.int_coef)
+    write_table(_movies_for_parquet(result.movies), paths.movies_upd)
+    write_table(interactions, paths.interactions_upd)
+    write_topk(result.sim_md, paths.sim_md)
+    write_topk(result.sim_desc, paths.sim_desc)
+    artifacts = {
+        "movies_rd": describe_file(paths.movies_rd, rows=len(result.ratings)),
+        "int_coef": describe_file(paths.int_coef, rows=len(result.users)),
+        "movies_upd": describe_file(paths.movies_upd, rows=len(result.movies)),
+        "interactions_upd": describe_file(paths.interactions_upd, rows=len(interactions)),
+        "sim_md": describe_file(paths.sim_md, rows=int(result.sim_md.matrix.shape[0])),
+        "sim_desc": describe_file(paths.sim_desc, rows=int(result.sim_desc.matrix.shape[0])),
+    }
+    manifest = Manifest(
+        parameters={
+            "similarity": asdict(config.similarity),
+            "movie_score": asdict(config.movie_score),
+            "blend": asdict(config.blend),
+        },
+        counts={**result.counts, "timings_s": result.timings},
+        inputs=inputs,
+        artifacts=artifacts,
+    )
+    write_manifest(manifest, paths.manifest)
+    return manifest
+
+
+def input_fingerprints(paths: PipelinePaths) -> dict[str, dict[str, Any]]:
+    return {
+        role: {"path": str(p), "sha256": sha256_file(p)}
+        for role, p in (("interactions", paths.interactions), ("movies", paths.movies), ("ratings", paths.ratings))
+        if p.exists()
+    }
+
+
+def run_pipeline(paths: PipelinePaths = PipelinePaths(), config: PipelineConfig = PipelineConfig(),
+                 *, ratings_extra: pd.DataFrame | None = None) -> tuple[PipelineResult, Manifest]:
+    """Read the three inputs, compute everything, write the artifacts and the manifest."""
+    timer = _Timer()
+    interactions = ingest.load_interactions(paths.interactions)
+    movies = ingest.load_movies(paths.movies)
+    ratings = ingest.load_ratings(paths.ratings, extra=ratings_extra)
+    timer.lap("ingest")
+    result = compute(interactions, movies, ratings, config, paths=paths)
+    result.timings = {**timer.timings, **result.timings}
+    t = time.perf_counter()
+    manifest = write_result(result, paths, config, input_fingerprints(paths))
+    result.timings["write"] = round(time.perf_counter() - t, 3)
+    return result, manifest
+
+
+def run_with_enrichment(paths: PipelinePaths = PipelinePaths(), *, top_k: int = 100,
+                        config: PipelineConfig | None = None) -> tuple[PipelineResult, Manifest]:
+    """The pipeline as the CLI and the entrypoint run it.
+
+    With ``REKKO_API_KEY`` set, titles the API cache lacks are fetched first
+    (``rekko enrich``); with or without a key, an existing cache beside the
+    ratings file adds its rows to the ratings the pipeline joins.
+    """
+    import os
+
+    cfg = config or PipelineConfig(similarity=SimilarityConfig(k=top_k))
+    extra = None
+    try:
+        from rekko.enrich import EnrichSettings, default_cache_path, enrich_titles, read_cache_as_ratings
+    except ImportError:  # built without the enrichment client
+        return run_pipeline(paths, cfg)
+    cache_path = default_cache_path(paths.ratings)
+    if os.environ.get("REKKO_API_KEY"):
+        movies = ingest.load_movies(paths.movies)  # validate before any network traffic
+        titles = movies[[c for c in (C.TITLE, C.RELEASE_YEAR) if c in movies.columns]]
+        summary = enrich_titles(titles, cache_path, EnrichSettings.from_env())
+        log.info("enrichment: %s", summary)
+    if cache_path.exists():
+        extra = read_cache_as_ratings(cache_path)
+    return run_pipeline(paths, cfg, ratings_extra=extra)
