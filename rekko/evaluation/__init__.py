@@ -1,0 +1,1 @@
+"""Offline evaluation: time splits, top-k metrics, baseline models, the report."""

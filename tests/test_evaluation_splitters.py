@@ -1,0 +1,117 @@
+"""Time splitters: hand-made histories with the expected train/test by hand, plus invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rekko.columns import Columns as C
+from rekko.evaluation.splitters import global_time_split, per_user_last_n_split
+from rekko.exceptions import ConfigError, DataValidationError
+
+
+def _frame(rows: list[tuple[int, str, str]]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            C.USER: [r[0] for r in rows],
+            C.MOVIE: [r[1] for r in rows],
+            C.WATCHED_MINUTES: 10.0,
+            C.DATETIME: pd.to_datetime([r[2] for r in rows]),
+        }
+    )
+
+
+HISTORY = _frame(
+    [
+        (1, "a", "2020-01-01"),
+        (1, "c", "2020-01-03"),  # out of time order on purpose
+        (1, "b", "2020-01-02"),
+        (1, "d", "2020-01-10"),
+        (2, "a", "2020-01-09"),  # the only watch of user 2
+        (3, "x", "2020-01-01"),
+        (3, "y", "2020-01-02"),
+        (3, "x", "2020-01-08"),  # re-watch
+        (4, "p", "2020-01-05"),
+        (4, "q", "2020-01-05"),  # same time as p: input order decides
+    ]
+)
+
+
+def _pairs(df: pd.DataFrame) -> set[tuple[int, str]]:
+    return set(zip(df[C.USER], df[C.MOVIE], strict=True))
+
+
+def test_per_user_last_one() -> None:
+    s = per_user_last_n_split(HISTORY, 1)
+    assert _pairs(s.test) == {(1, "d"), (4, "q")}
+    assert _pairs(s.train) == {(1, "a"), (1, "b"), (1, "c"), (3, "x"), (3, "y"), (4, "p")}
+    assert len(s.train) == 6
+    assert s.stats["test_pairs_cold_user_dropped"] == 1  # user 2 has no train history
+    assert s.stats["test_pairs_rewatch_dropped"] == 1  # user 3 re-watched x
+    assert s.stats["test_users"] == 2
+
+
+def test_per_user_last_two() -> None:
+    s = per_user_last_n_split(HISTORY, 2)
+    assert _pairs(s.test) == {(1, "c"), (1, "d"), (3, "y")}  # user 3: y and the x re-watch; 4: all test
+    assert _pairs(s.train) == {(1, "a"), (1, "b"), (3, "x")}
+
+
+def test_global_cutoff() -> None:
+    s = global_time_split(HISTORY, days=2.5)  # latest 2020-01-10 -> after 2020-01-07 12:00
+    assert _pairs(s.test) == {(1, "d")}  # (2, a): cold user; (3, x): re-watch
+    assert s.stats["test_pairs_cold_user_dropped"] == 1 and s.stats["test_pairs_rewatch_dropped"] == 1
+    assert s.train[C.DATETIME].max() == pd.Timestamp("2020-01-05")
+
+
+def test_input_is_not_modified() -> None:
+    before = HISTORY.copy()
+    per_user_last_n_split(HISTORY, 1)
+    global_time_split(HISTORY, 3)
+    pd.testing.assert_frame_equal(HISTORY, before)
+
+
+@pytest.mark.parametrize("n", [0, -1, 1.5, True])
+def test_bad_n(n: object) -> None:
+    with pytest.raises(ConfigError, match="integer >= 1"):
+        per_user_last_n_split(HISTORY, n)  # type: ignore[arg-type]
+
+
+def test_bad_days_and_missing_dates() -> None:
+    with pytest.raises(ConfigError, match="positive"):
+        global_time_split(HISTORY, 0)
+    no_dates = HISTORY.assign(**{C.DATETIME: pd.NaT})
+    with pytest.raises(DataValidationError, match="no watch date"):
+        per_user_last_n_split(no_dates, 1)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 4), st.integers(0, 6), st.integers(0, 20)), min_size=1, max_size=40),
+    st.integers(1, 4),
+)
+def test_per_user_split_invariants(rows: list[tuple[int, int, int]], n: int) -> None:
+    df = pd.DataFrame(
+        {
+            C.USER: [r[0] for r in rows],
+            C.MOVIE: [str(r[1]) for r in rows],
+            C.DATETIME: pd.Timestamp("2020-01-01") + pd.to_timedelta([r[2] for r in rows], unit="D"),
+        }
+    )
+    s = per_user_last_n_split(df, n)
+    # every user keeps all but their last n rows in train
+    expected_train = df.groupby(C.USER).size().sub(n).clip(lower=0).sum()
+    assert len(s.train) == expected_train
+    # test users have train history, never a movie they watched in train, and no pair twice
+    assert s.test[C.USER].isin(s.train[C.USER]).all()
+    assert not (_pairs(s.test) & _pairs(s.train))
+    assert not s.test.duplicated().any()
+    # nothing in train is later than that user's test
+    if not s.test.empty:
+        last_train = s.train.groupby(C.USER)[C.DATETIME].max()
+        first_test = df.merge(s.test, on=[C.USER, C.MOVIE]).groupby(C.USER)[C.DATETIME].min()
+        assert (last_train.reindex(first_test.index) <= first_test).all()
+    assert np.isin(s.test[C.MOVIE], df[C.MOVIE]).all()
