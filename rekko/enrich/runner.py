@@ -1,0 +1,258 @@
+"""Enrich many titles: bounded concurrency, batched atomic flushes, a clean stop.
+
+The main thread owns the cache; worker threads only talk HTTP. At most
+``2 * concurrency`` titles are in flight, so a stop (401, daily limit, Ctrl-C)
+wastes little, and every answer received is flushed before returning: killed
+with SIGKILL, a run loses at most the last unflushed batch, and the next run
+resumes from the cache without asking again what it holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rekko.columns import Columns as C
+from rekko.enrich.cache import (
+    load_cache,
+    merge_records,
+    migrate_legacy_file,
+    result_record,
+    titles_to_ask,
+    unique_titles,
+    write_cache,
+)
+from rekko.enrich.client import (
+    ERROR,
+    FOUND,
+    NOT_FOUND,
+    ApiClient,
+    ApiStop,
+    Cancelled,
+    DailyLimitReached,
+    FetchResult,
+)
+from rekko.enrich.settings import EnrichSettings, redact
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EnrichSummary:
+    """What one run did. ``remaining`` titles were not asked (stopped early); errors are retried next run."""
+
+    titles: int  # distinct titles in the input
+    cached: int  # answered by the cache, not asked
+    found: int
+    not_found: int
+    errors: int
+    remaining: int
+    stopped: str | None = None  # None, "daily_limit", "api_key_rejected", "access_denied", "interrupted"
+    requests: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    migrated: int = 0
+
+    @property
+    def asked(self) -> int:
+        return self.found + self.not_found + self.errors
+
+    def __str__(self) -> str:
+        text = (
+            f"found {self.found}, not found {self.not_found}, errors {self.errors}, remaining {self.remaining} "
+            f"(of {self.titles} titles; {self.cached} already cached; {self.requests} requests, "
+            f"{self.retries} retries, {self.seconds:.1f} s)"
+        )
+        if self.migrated:
+            text += f"; migrated {self.migrated} legacy rows"
+        if self.stopped:
+            text += f"; stopped early: {self.stopped.replace('_', ' ')}"
+        return text
+
+
+class _CacheWriter:
+    """Holds the cache frame and the answers not yet on disk; flushes every ``every`` answers."""
+
+    def __init__(self, path: Path, cache: pd.DataFrame, every: int) -> None:
+        self.path = path
+        self.cache = cache
+        self.every = every
+        self.pending: list[dict[str, Any]] = []
+        self.flushes = 0
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.pending.append(record)
+        if len(self.pending) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        self.cache = merge_records(self.cache, self.pending)
+        write_cache(self.cache, self.path)
+        self.flushes += 1
+        self.pending = []
+
+
+class _Progress:
+    """tqdm on a terminal, a log line every few seconds otherwise."""
+
+    def __init__(self, total: int, mode: str, every: float) -> None:
+        self.total = total
+        self.every = every
+        self.done = 0
+        self.start = self._last = time.monotonic()
+        self.bar = None
+        if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="title", desc="enrich", dynamic_ncols=True, file=sys.stderr)
+        self.log = mode in ("log", "auto") and self.bar is None
+
+    def update(self, counts: dict[str, int]) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(found=counts[FOUND], missing=counts[NOT_FOUND], errors=counts[ERROR], refresh=False)
+            return
+        now = time.monotonic()
+        if self.log and now - self._last >= self.every:
+            self._last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            log.info(
+                "enrich: %d/%d titles (found %d, not found %d, errors %d), %.1f titles/s",
+                self.done, self.total, counts[FOUND], counts[NOT_FOUND], counts[ERROR], rate,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def enrich_titles(
+    titles: pd.DataFrame,
+    cache_path: Path,
+    settings: EnrichSettings,
+    *,
+    legacy_path: Path | None = None,
+    limit: int | None = None,
+    now: datetime | None = None,
+) -> EnrichSummary:
+    """Ask the API for every title (``title``, optional ``release_year``) the cache lacks or must re-ask.
+
+    ``legacy_path``: the seed's ``Movies_r_d.xlsx``, migrated into the cache when
+    the cache does not exist yet. ``limit`` asks at most that many titles.
+    Returns the summary; raises :class:`~rekko.enrich.client.ApiKeyRejected` /
+    ``ApiAccessDenied`` (after flushing) and re-raises ``KeyboardInterrupt``
+    (after flushing). A daily limit is a normal, early return.
+    """
+    started = time.monotonic()
+    cache_path = Path(cache_path)
+    migrated = migrate_legacy_file(Path(legacy_path), cache_path) if legacy_path is not None else 0
+    now = now or datetime.now(timezone.utc)
+    distinct = unique_titles(titles)
+    cache = load_cache(cache_path)
+    todo = titles_to_ask(
+        distinct, cache, now=now, not_found_max_age=timedelta(days=settings.not_found_max_age_days)
+    )
+    cached = len(distinct) - len(todo)
+    if limit is not None:
+        todo = todo.iloc[: max(limit, 0)]
+    log.info("enrich: %d distinct titles, %d answered by the cache, %d to ask %s",
+             len(distinct), cached, len(todo), settings.provider)
+
+    counts = {FOUND: 0, NOT_FOUND: 0, ERROR: 0}
+    stopped: str | None = None
+    fatal: ApiStop | None = None
+    interrupted = False
+    stop = threading.Event()
+    client = ApiClient(settings, stop=stop)
+    writer = _CacheWriter(cache_path, cache, settings.flush_every)
+    progress = _Progress(len(todo), settings.progress, settings.log_every_seconds)
+    rows = iter(zip(todo[C.TITLE].tolist(), todo[C.RELEASE_YEAR].tolist(), strict=True))
+
+    def record(title: str, year: Any, result: FetchResult) -> None:
+        counts[result.status] += 1
+        writer.add(result_record(title, year, result, settings.provider, datetime.now(timezone.utc)))
+        progress.update(counts)
+
+    try:
+        with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="rekko-enrich") as pool:
+            pending: dict[Future[FetchResult], tuple[str, Any]] = {}
+
+            def top_up() -> None:
+                while not stop.is_set() and len(pending) < 2 * settings.concurrency:
+                    item = next(rows, None)
+                    if item is None:
+                        return
+                    title, year = item
+                    year = None if pd.isna(year) else int(year)
+                    pending[pool.submit(client.fetch, title, year)] = (title, year)
+
+            top_up()
+            while pending:
+                try:
+                    done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    for fut in done:
+                        title, year = pending.pop(fut)
+                        try:
+                            result = fut.result()
+                        except Cancelled:
+                            continue
+                        except ApiStop as exc:
+                            fatal = fatal or exc
+                            stop.set()
+                            continue
+                        except Exception as exc:  # noqa: BLE001 - one title's bug must not lose the run
+                            log.exception("unexpected failure for %r", title)
+                            result = FetchResult(
+                                ERROR, error=redact(f"internal error: {type(exc).__name__}: {exc}", settings.api_key)
+                            )
+                        record(title, year, result)
+                    top_up()
+                except KeyboardInterrupt:
+                    if interrupted:  # a second Ctrl-C: stop waiting, the finally still flushes
+                        raise
+                    interrupted = True
+                    stop.set()
+                    log.warning("interrupted: finishing %d requests in flight and saving", len(pending))
+    finally:
+        stop.set()
+        progress.close()
+        client.close()
+        writer.flush()
+
+    if fatal is not None:
+        stopped = fatal.reason
+    elif interrupted:
+        stopped = "interrupted"
+    summary = EnrichSummary(
+        titles=len(distinct),
+        cached=cached,
+        found=counts[FOUND],
+        not_found=counts[NOT_FOUND],
+        errors=counts[ERROR],
+        remaining=len(todo) - sum(counts.values()),
+        stopped=stopped,
+        requests=client.n_requests,
+        retries=client.n_retries,
+        seconds=time.monotonic() - started,
+        migrated=migrated,
+    )
+    log.info("enrich summary: %s", summary)
+    if interrupted:
+        raise KeyboardInterrupt
+    if fatal is not None and not isinstance(fatal, DailyLimitReached):
+        raise type(fatal)(f"{fatal}; nothing lost: {summary}") from None
+    if fatal is not None:
+        log.warning("%s; %d titles remain: run `rekko enrich` again when the limit resets", fatal, summary.remaining)
+    return summary
