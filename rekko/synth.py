@@ -22,11 +22,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from rekko.columns import Columns as C
+from rekko.io import write_table
+from rekko.paths import PipelinePaths
 from rekko.synth_vocab import (
     ADJECTIVES,
     AGE_RATINGS,
@@ -64,6 +67,7 @@ _N_DAYS = 730  # two years of watch history
 _MULTI_SESSION_SHARE = 0.04  # extra session rows per row: ~8% of rows share a (user, movie)
 _COMMA_LIST_SHARE = 0.15  # list cells written as "a, b" instead of '["a", "b"]'
 _DOC_END = "\x1e"  # record separator (numpy strips trailing NULs, so not "\x00")
+_MAX_DENSITY = 0.2  # share of all (user, movie) pairs; a user watches at most a quarter of the catalogue
 _SHOWCASE_COUNTS = (25, 30, 1)  # distinct movies watched by users 1, 2, 3
 
 
@@ -114,9 +118,10 @@ def generate(
     n_pairs = n_interactions - round(_MULTI_SESSION_SHARE * n_interactions)
     if n_pairs < n_users:
         raise ValueError(f"n_interactions must give every user a row: {n_interactions} rows for {n_users} users")
-    if n_pairs > 0.3 * n_users * n_movies:
+    if n_pairs > _MAX_DENSITY * n_users * n_movies:
         raise ValueError(
-            f"{n_interactions} rows are too dense for {n_users} users x {n_movies} movies (expected <= 30% of pairs)"
+            f"{n_interactions} rows are too dense for {n_users} users x {n_movies} movies "
+            f"(expected <= {_MAX_DENSITY:.0%} of all pairs)"
         )
     rng = np.random.default_rng(seed)
     themes = THEMES[:k]
@@ -189,6 +194,24 @@ def _within_group_rank(groups: np.ndarray, score: np.ndarray) -> np.ndarray:
     rank = np.empty(len(groups), dtype=np.int64)
     rank[order] = pos
     return rank
+
+
+def _cap_counts(counts: np.ndarray, cap: int, *, protected: int = 0, total: int | None = None) -> np.ndarray:
+    """Clip per-user counts to ``cap`` and hand the excess to users with room, keeping the total.
+
+    The first ``protected`` users (the showcase) are left as they are.
+    """
+    total = int(counts.sum()) if total is None else total
+    out = np.minimum(counts, cap)
+    room = np.where(np.arange(len(out)) < protected, 0, cap - out)
+    while (excess := total - int(out.sum())) > 0:
+        add = np.minimum(room, np.floor(excess * room / room.sum()).astype(np.int64))
+        if add.sum() == 0:  # the remainder: one each to the users with the most room
+            add = np.zeros_like(out)
+            add[np.argsort(-room, kind="stable")[:excess]] = 1
+            add = np.minimum(add, room)
+        out, room = out + add, room - add
+    return out
 
 
 def _feminine(surname: str) -> str:
@@ -493,7 +516,8 @@ def _interactions(
     activity = rng.lognormal(0.0, 1.0, n_users)
     ids = np.r_[np.arange(1, 4), 10 + rng.choice(10 * n_users, size=max(n_users - 3, 0), replace=False)][:n_users]
     fixed = np.array(_SHOWCASE_COUNTS)
-    showcase = n_users >= 10 and n_pairs - fixed.sum() >= n_users - 3
+    cap = -(-n_movies // 4)  # ceil: with the density check, total room always covers n_pairs
+    showcase = n_users >= 10 and n_pairs - fixed.sum() >= n_users - 3 and fixed.max() <= cap
     if showcase:  # demo users with an obvious taste; see data/README.md
         fav1[:3] = [0, 1 % k, 5 % k]
         fav2[:3] = [-1, 3 % k if k > 3 else -1, -1]
@@ -502,6 +526,7 @@ def _interactions(
         counts = np.r_[fixed, 1 + rng.multinomial(n_pairs - fixed.sum() - (n_users - 3), activity[3:] / activity.sum())]
     else:
         counts = 1 + rng.multinomial(n_pairs - n_users, activity / activity.sum())
+    counts = _cap_counts(counts, cap, protected=3 if showcase else 0)
 
     # movies sorted by cluster for group sampling, weighted by Zipf popularity
     by_cluster = np.argsort(cluster, kind="stable")
@@ -530,8 +555,8 @@ def _interactions(
         if attempt < 40:
             more = np.repeat(np.arange(n_users), lost)
         else:
-            more = rng.choice(n_users, size=int(lost.sum()), p=activity / activity.sum())
-            counts = counts - lost + np.bincount(more, minlength=n_users)
+            counts = _cap_counts(counts - lost, cap, protected=3 if showcase else 0, total=n_pairs)
+            more = np.repeat(np.arange(n_users), counts - np.bincount(user, minlength=n_users))
         m2, l2 = draw(more)
         user, movie, liked = np.r_[user, more], np.r_[movie, m2], np.r_[liked, l2]
     else:  # pragma: no cover - guarded by the density check in generate()
@@ -571,3 +596,24 @@ def _interactions(
         {C.USER: ids.astype(np.int64), FAV_1: fav1, FAV_2: fav2.astype(np.int64), TASTE_STRENGTH: strength}
     )
     return interactions, truth_users
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_inputs(data: SyntheticData, directory: str | Path) -> dict[str, Path]:
+    """Write the three inputs under the seed's file names (parquet, parquet, legacy xlsx).
+
+    Atomic per file (:func:`rekko.io.write_table`); returns the paths by role.
+    """
+    defaults = PipelinePaths()
+    out = Path(directory)
+    paths = {
+        "interactions": out / defaults.interactions.name,
+        "movies": out / defaults.movies.name,
+        "ratings": out / defaults.ratings.name,
+    }
+    write_table(data.interactions, paths["interactions"])
+    write_table(data.movies, paths["movies"])
+    write_table(data.ratings, paths["ratings"])
+    return paths
