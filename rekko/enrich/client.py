@@ -183,7 +183,8 @@ class ApiClient:
     def fetch(self, title: str, year: int | None = None) -> FetchResult:
         """Ask the API about one title and pick the best match.
 
-        Raises :class:`ApiStop` (401, daily limit, access denied) and
+        Raises :class:`ApiStop` (401, daily limit, access denied; it also sets the
+        shared stop event so no other worker starts a request) and
         :class:`Cancelled` (the run is stopping); everything else is a result.
         """
         req = self.provider.build_request(self.settings.base_url, title, year, self.settings.api_key)
@@ -210,10 +211,12 @@ class ApiClient:
                 with resp:
                     status = resp.status_code
                     if status == 401:
+                        self.stop.set()  # no other worker may start a request after this
                         raise ApiKeyRejected(
                             f"API key rejected by {self.provider.name} (HTTP 401): check REKKO_API_KEY"
                         )
                     if status in (402, 403):
+                        self.stop.set()
                         body = redact(_snippet(resp), key)
                         if self.provider.is_daily_limit(status, body):
                             raise DailyLimitReached(

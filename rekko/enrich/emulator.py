@@ -85,7 +85,7 @@ class ApiEmulator:
         self.daily_limit_after = daily_limit_after
         self.hits: Counter[str] = Counter()  # successful-or-not requests per query title
         self.statuses: Counter[int] = Counter()
-        self.requests: list[dict[str, Any]] = []  # query params and headers of every request
+        self.requests: list[dict[str, Any]] = []  # path, query, headers, arrival time of every request
         self._scripts: dict[str, deque[Reply]] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -137,7 +137,9 @@ class ApiEmulator:
         year_param = (query.get("year") or [None])[0]
         with self._lock:
             self.hits[title] += 1
-            self.requests.append({"path": path, "query": dict(query), "headers": dict(headers)})
+            self.requests.append(
+                {"path": path, "query": dict(query), "headers": dict(headers), "t": time.monotonic(), "title": title}
+            )
             n_total = sum(self.hits.values())
             script = self._scripts.get(title)
             scripted = script.popleft() if script else None
