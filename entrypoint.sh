@@ -23,6 +23,9 @@ readonly VARS=(P1 P2 P3 P4 P5 P6 P7 P8 P9)
 readonly PIPELINE_OPTS=(--interactions --movies --ratings --movies-rd --int-coef --movies-upd
   --interactions-upd --sim-md --sim-desc)
 readonly RECOMMEND_OPTS=(--interactions-upd --movies-upd --int-coef --sim-md --sim-desc)
+# The CLI's defaults for the six pipeline outputs (P4..P9), only to check their folders early.
+readonly PIPELINE_OUTPUT_DEFAULTS=(data/movies_rd.parquet data/int_coef.parquet data/movies_md_upd.parquet
+  data/interactions_upd.parquet matrix/cos_sim_md.pkl matrix/cos_sim_desc.pkl)
 
 die() {
   printf '%s: error: %s\n' "$PROG" "$1" >&2
@@ -75,7 +78,7 @@ check_writable() {
     dir=$(dirname -- "$dir")
   done
   if [[ ! -d "$dir" || ! -w "$dir" ]]; then
-    die "cannot write $path ($what): folder '$dir' is not writable by uid $(id -u) (it belongs to uid $(stat -c %u -- "$dir" 2>/dev/null || echo '?')). With Docker, run as the owner of the mounted folder: docker run --user \"\$(id -u):\$(id -g)\" ..."
+    die "cannot write $path ($what): folder '$dir' is not writable by uid $(id -u) (owner uid $(stat -c '%u, mode %a' -- "$dir" 2>/dev/null || echo '?')). With Docker, run as the owner of the mounted folder: docker run --user \"\$(id -u):\$(id -g)\" ..."
   fi
 }
 
@@ -127,10 +130,11 @@ case "$mode" in
     args=(pipeline)
     for i in "${!VARS[@]}"; do
       value=${P[${VARS[$i]}]}
-      [[ -n "$value" ]] || continue
-      args+=("${PIPELINE_OPTS[$i]}" "$value")
+      [[ -n "$value" ]] && args+=("${PIPELINE_OPTS[$i]}" "$value")
       # P4..P9 are outputs.
-      ((i >= 3)) && check_writable "$value" "${VARS[$i]}"
+      if ((i >= 3)); then
+        check_writable "${value:-${PIPELINE_OUTPUT_DEFAULTS[$((i - 3))]}}" "${VARS[$i]}"
+      fi
     done
     run_rekko "${args[@]}"
     ;;

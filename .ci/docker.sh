@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# Docker check: build the image and run the seed's `docker run` lines against it, as a user would.
+#
+#   bash .ci/docker.sh            # from the repo root; CI calls it from .ci/run
+#
+# 1. a Docker engine: the running one, else ../shared/tools/docker-local.sh (root + apt);
+# 2. docker build -t rekko .
+# 3. (a) the demo; (b) the seed's pipeline line (its typographic quotes and spaces kept) with
+#    data/ and matrix/ mounted; (c) the seed's recommend line with pred/ mounted; (d) bad runs:
+#    no artifacts, a missing input, a P1 that is neither a path nor a user id, an unwritable
+#    mount; (e) the same lines under --user for a host user whose uid is not the image's 1000.
+# Files written to mounts must belong to the host user, who reads and removes them.
+# Without a Docker engine (and no way to start one) it says so and exits 0, except when CI=true:
+# there every problem fails the run.
+#
+# The seed's typographic quotes inside the -e values are on purpose:
+# shellcheck disable=SC1112
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+IMAGE=${REKKO_IMAGE:-rekko}
+PORT=${REKKO_CI_PORT:-4000}
+N=5
+T0=$(date +%s)
+STEP_T0=$T0
+FAILED=0
+
+say() { printf '[docker-ci +%ss] %s\n' "$(($(date +%s) - T0))" "$*"; }
+step() {
+  local now
+  now=$(date +%s)
+  say "$* (previous step: $((now - STEP_T0))s)"
+  STEP_T0=$now
+}
+fail() {
+  printf '[docker-ci] FAIL: %s\n' "$*" >&2
+  FAILED=$((FAILED + 1))
+}
+skip() {
+  if [[ "${CI-}" == true ]]; then
+    printf '[docker-ci] FAIL (CI=true, cannot skip): %s\n' "$*" >&2
+    exit 1
+  fi
+  say "SKIPPED: $*"
+  exit 0
+}
+
+# --- 1. a Docker engine -------------------------------------------------------------------
+step "looking for a Docker engine"
+if ! docker info >/dev/null 2>&1; then
+  helper=$ROOT/../shared/tools/docker-local.sh
+  if [[ $(id -u) -ne 0 ]]; then
+    skip "no running Docker engine, and starting one needs root"
+  elif [[ ! -f "$helper" ]]; then
+    skip "no running Docker engine, and no $helper to start one"
+  elif ! command -v apt-get >/dev/null 2>&1 && ! command -v dockerd >/dev/null 2>&1; then
+    skip "no running Docker engine, and no apt-get to install one"
+  fi
+  bash "$helper" || skip "$helper could not bring up Docker"
+fi
+docker info >/dev/null 2>&1 || skip "Docker engine not reachable"
+
+# --- 2. build -----------------------------------------------------------------------------
+step "docker build -t $IMAGE ."
+build_log=$(mktemp)
+if ! docker build -t "$IMAGE" . >"$build_log" 2>&1; then
+  tail -40 "$build_log" >&2
+  rm -f "$build_log"
+  printf '[docker-ci] FAIL: docker build\n' >&2
+  exit 1
+fi
+rm -f "$build_log"
+size=$(docker image inspect --format '{{.Size}}' "$IMAGE")
+say "image $IMAGE: $((size / 1000000)) MB"
+image_user=$(docker image inspect --format '{{.Config.User}}' "$IMAGE")
+[[ -n "$image_user" && "${image_user%%:*}" != 0 && "${image_user%%:*}" != root ]] ||
+  fail "the image runs as root (USER '$image_user')"
+docker image inspect --format '{{json .Config.ExposedPorts}}' "$IMAGE" | grep -q '"80/tcp"' ||
+  fail "the image does not EXPOSE 80"
+# Lean: no compiler, no pip cache, no pip in the runtime virtualenv.
+leftovers=$(docker run --rm --entrypoint sh "$IMAGE" -c \
+  'for f in gcc cc g++ make; do command -v "$f"; done; ls -d /root/.cache/pip /tmp/.cache/pip /opt/venv/bin/pip 2>/dev/null' || true)
+[[ -z "$leftovers" ]] || fail "build leftovers in the image: $leftovers"
+
+# --- the host user ------------------------------------------------------------------------
+# Run as root (CI), we play a typical host user, uid 1000 (the image's default uid), and for
+# the --user check a second one, uid 4242. Run as someone else, that someone is the host user.
+SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/rekko-docker-ci.XXXXXX")
+chmod 0755 "$SCRATCH"
+trap 'rm -rf "$SCRATCH"' EXIT
+if [[ $(id -u) -eq 0 ]]; then
+  HOST_UID=1000 HOST_GID=1000
+else
+  HOST_UID=$(id -u) HOST_GID=$(id -g)
+fi
+# as UID GID CMD...: run a host command as that user.
+as() {
+  local uid=$1 gid=$2
+  shift 2
+  if [[ $(id -u) -eq 0 ]]; then
+    setpriv --reuid "$uid" --regid "$gid" --clear-groups -- "$@"
+  else
+    "$@"
+  fi
+}
+# A project folder as the seed's users have one: data/ with the three inputs, empty matrix/, pred/.
+make_project() {
+  local dir=$1 uid=$2 gid=$3
+  mkdir -p "$dir/data" "$dir/matrix" "$dir/pred"
+  cp data/interactions.parquet data/movies_metdata.parquet data/Movies_r_d.xlsx "$dir/data/"
+  [[ $(id -u) -eq 0 ]] && chown -R "$uid:$gid" "$dir"
+  return 0
+}
+# The image's own uid writes to the mounts unless the host user differs (then --user).
+user_args=()
+if [[ "$HOST_UID" -ne 1000 ]]; then
+  user_args=(--user "$HOST_UID:$HOST_GID")
+fi
+
+# Output of the last `run`: its exit code, stdout and stderr.
+RC=0 OUT='' ERR=''
+run() {
+  local out err
+  out=$(mktemp) err=$(mktemp)
+  RC=0
+  docker run "$@" >"$out" 2>"$err" || RC=$?
+  OUT=$(cat "$out") ERR=$(cat "$err")
+  rm -f "$out" "$err"
+}
+show() {
+  printf -- '--- exit %s; stdout:\n%s\n--- stderr:\n%s\n---\n' "$RC" "$OUT" "$ERR" >&2
+}
+expect_ok() {
+  if [[ "$RC" -ne 0 ]]; then
+    fail "$1: exit $RC"
+    show
+    return 1
+  fi
+}
+expect_exit2() {
+  local what=$1 pattern=$2
+  if [[ "$RC" -ne 2 ]]; then
+    fail "$what: expected exit 2, got $RC"
+    show
+  elif ! grep -qiE -- "$pattern" <<<"$ERR$OUT"; then
+    fail "$what: exit 2 but the message does not match /$pattern/"
+    show
+  else
+    say "ok: $what -> exit 2: $(grep -iE -m1 -- "$pattern" <<<"$ERR$OUT")"
+  fi
+}
+# owned_and_removable UID GID FILE...: each file exists, belongs to UID and that user reads it.
+owned_by_host() {
+  local uid=$1 gid=$2 f
+  shift 2
+  for f in "$@"; do
+    if [[ ! -s "$f" ]]; then
+      fail "missing or empty on the host: $f"
+    elif [[ $(stat -c %u "$f") -ne "$uid" ]]; then
+      fail "$f belongs to uid $(stat -c %u "$f"), not the host user $uid"
+    elif ! as "$uid" "$gid" cat -- "$f" >/dev/null; then
+      fail "the host user $uid cannot read $f"
+    fi
+  done
+}
+
+# --- 3a. demo -----------------------------------------------------------------------------
+step "(a) docker run --rm $IMAGE  (demo)"
+run --rm "$IMAGE"
+if expect_ok "demo"; then
+  lines=$(grep -c . <<<"$OUT" || true)
+  if [[ "$lines" -lt 3 ]]; then
+    fail "demo printed $lines lines, expected recommendations"
+    show
+  else
+    say "ok: demo printed $lines lines"
+    printf '%s\n' "$OUT" | head -15
+  fi
+fi
+
+# --- 3b. the seed's pipeline line ---------------------------------------------------------
+PROJECT=$SCRATCH/project
+make_project "$PROJECT" "$HOST_UID" "$HOST_GID"
+cd "$PROJECT"
+step "(b) the seed's pipeline line, data/ and matrix/ mounted (host uid $HOST_UID)"
+# Verbatim from the seed, with the image name added and the ASCII quotes a shell needs to keep
+# its typographic quotes and spaces inside the values.
+run --rm -p "$PORT:80" "${user_args[@]}" -v "$PWD/data:/app/data" -v "$PWD/matrix:/app/matrix" \
+  -e P1='’ data/interactions.parquet’' -e P2='’ data/movies_metdata.parquet’' -e P3='’data/Movies_r_d.xlsx’' -e P4='’data/movies_rd.parquet’' -e P5='’ data/int_coef.parquet’' -e P6='’ data/movies_md_upd.parquet’' -e P7='’data/interactions_upd.parquet’' -e P8='’matrix/cos_sim_md.pkl’' -e P9='’ matrix/cos_sim_desc.pkl’' \
+  "$IMAGE"
+if expect_ok "pipeline line"; then
+  owned_by_host "$HOST_UID" "$HOST_GID" data/movies_rd.parquet data/int_coef.parquet data/movies_md_upd.parquet \
+    data/interactions_upd.parquet matrix/cos_sim_md.pkl matrix/cos_sim_desc.pkl
+  say "ok: pipeline artifacts on the host: $(find data matrix -type f | sort | tr '\n' ' ')"
+fi
+
+# --- 3c. the seed's recommend line --------------------------------------------------------
+# A user with history in the sample: the most active one.
+USER_ID=$(docker run --rm --entrypoint python "$IMAGE" -c \
+  "import pandas as pd; print(pd.read_parquet('data/interactions.parquet')['user_id'].value_counts().index[0])")
+step "(c) the seed's recommend line: P1=$USER_ID P2=$N, pred/ mounted"
+run --rm -p "$PORT:80" "${user_args[@]}" -v "$PWD/data:/app/data" -v "$PWD/matrix:/app/matrix" -v "$PWD/pred:/app/pred" \
+  -e P1="$USER_ID" -e P2="$N" -e P3='data/interactions_upd.parquet' -e P4='data/movies_md_upd.parquet' -e P5='data/int_coef.parquet' -e P6='matrix/cos_sim_md.pkl' -e P7='matrix/cos_sim_desc.pkl' \
+  "$IMAGE"
+pred="pred/pred($USER_ID).csv"
+if expect_ok "recommend line"; then
+  printf '%s\n' "$OUT"
+  owned_by_host "$HOST_UID" "$HOST_GID" "$pred"
+  if [[ -s "$pred" ]]; then
+    rows=$(($(grep -c . "$pred") - 1))
+    [[ "$rows" -eq "$N" ]] || fail "$pred has $rows movies, expected $N"
+    # Every movie of the csv is printed: the second csv column is the title or the movie id.
+    missing=0
+    while IFS= read -r movie; do
+      grep -qF -- "$movie" <<<"$OUT" || missing=$((missing + 1))
+    done < <(python3 -c 'import csv, sys; r = list(csv.DictReader(open(sys.argv[1], encoding="utf-8")))
+for row in r: print(row.get("movie_id") or next(iter(row.values())))' "$pred")
+    [[ "$missing" -eq 0 ]] || fail "$missing of the $N movies in $pred are not printed on stdout"
+    [[ "$rows" -eq "$N" && "$missing" -eq 0 ]] && say "ok: $N movies printed, $pred written on the host"
+  fi
+fi
+
+# --- 3d. bad runs -------------------------------------------------------------------------
+step "(d) bad runs"
+EMPTY=$SCRATCH/empty
+mkdir -p "$EMPTY/matrix" "$EMPTY/pred"
+[[ $(id -u) -eq 0 ]] && chown -R "$HOST_UID:$HOST_GID" "$EMPTY"
+run --rm "${user_args[@]}" -v "$EMPTY/matrix:/app/matrix" -v "$EMPTY/pred:/app/pred" -e P1="$USER_ID" -e P2="$N" "$IMAGE"
+expect_exit2 "recommend with an empty matrix/ (no pipeline run yet)" "error: .*manifest.*rerun the pipeline"
+
+run --rm "${user_args[@]}" -v "$PWD/data:/app/data" -v "$PWD/matrix:/app/matrix" \
+  -e P1='’ data/no_such_file.parquet’' "$IMAGE"
+expect_exit2 "pipeline with a P1 that does not exist" "error: data/no_such_file.parquet: .*not found"
+
+run --rm -e P1='’ hello world’' -e P2=5 "$IMAGE"
+expect_exit2 "P1 neither a path nor a user id" "error: P1 is neither a path nor a user id: 'hello world'"
+
+run --rm -e P1="$USER_ID" -e P2='’ten’' "$IMAGE"
+expect_exit2 "P2 not a number" "error: P2 .*got 'ten'"
+
+LOCKED=$SCRATCH/locked
+make_project "$LOCKED" "$HOST_UID" "$HOST_GID"
+chmod 0555 "$LOCKED/matrix"
+run --rm --user 1000:1000 -v "$LOCKED/data:/app/data" -v "$LOCKED/matrix:/app/matrix" \
+  -e P1='data/interactions.parquet' "$IMAGE"
+expect_exit2 "pipeline into a mounted folder the container cannot write" "not writable by uid 1000.*--user"
+
+# --- 3e. a host user other than uid 1000, with --user -------------------------------------
+if [[ $(id -u) -eq 0 ]]; then
+  step "(e) --user 4242:4242 for a host user who is not uid 1000"
+  OTHER=$SCRATCH/other
+  make_project "$OTHER" 4242 4242
+  cd "$OTHER"
+  run --rm --user 4242:4242 -v "$PWD/data:/app/data" -v "$PWD/matrix:/app/matrix" -v "$PWD/pred:/app/pred" \
+    -e P1='’ data/interactions.parquet’' "$IMAGE"
+  if expect_ok "pipeline under --user 4242:4242"; then
+    owned_by_host 4242 4242 data/movies_rd.parquet data/int_coef.parquet data/movies_md_upd.parquet \
+      data/interactions_upd.parquet matrix/cos_sim_md.pkl matrix/cos_sim_desc.pkl
+    say "ok: pipeline under --user 4242:4242 wrote the artifacts as uid 4242"
+  fi
+  run --rm --user 4242:4242 -v "$PWD/data:/app/data" -v "$PWD/matrix:/app/matrix" -v "$PWD/pred:/app/pred" \
+    -e P1="$USER_ID" -e P2=3 "$IMAGE"
+  if expect_ok "recommend under --user 4242:4242"; then
+    owned_by_host 4242 4242 "pred/pred($USER_ID).csv"
+    say "ok: recommend under --user 4242:4242 wrote pred/pred($USER_ID).csv as uid 4242"
+  fi
+  run --rm --user 4242:4242 "$IMAGE"
+  expect_ok "demo under --user 4242:4242 (no mounts)" && say "ok: demo under --user 4242:4242"
+  cd "$ROOT"
+  if as 4242 4242 find "$OTHER" -mindepth 1 -delete; then
+    say "ok: host user 4242 removed every file rekko wrote"
+  else
+    fail "host user 4242 cannot remove the files rekko wrote"
+  fi
+fi
+
+# --- the host user cleans up --------------------------------------------------------------
+cd "$ROOT"
+chmod 0755 "$LOCKED/matrix"
+if as "$HOST_UID" "$HOST_GID" find "$PROJECT" "$LOCKED" "$EMPTY" -mindepth 1 -delete; then
+  say "ok: the host user (uid $HOST_UID) removed every file rekko wrote"
+else
+  fail "the host user (uid $HOST_UID) cannot remove the files rekko wrote"
+fi
+
+step "done"
+if [[ "$FAILED" -gt 0 ]]; then
+  say "$FAILED check(s) FAILED"
+  exit 1
+fi
+say "all Docker checks passed in $(($(date +%s) - T0))s"
