@@ -55,7 +55,7 @@ def numeric_column(
     values = values.astype("float64")
     present = raw.notna().to_numpy()
     if pd.api.types.is_string_dtype(raw) or raw.dtype == object:
-        present &= raw.astype("string").str.strip().fillna("").ne("").to_numpy()
+        present = present & raw.astype("string").str.strip().fillna("").ne("").to_numpy()
     not_number = present & values.isna().to_numpy()
     if not_number.any():
         raise DataValidationError(

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sparse_dot_topn import sp_matmul_topn
 
 from rekko.columns import Columns as C
 from rekko.exceptions import ConfigError
@@ -91,6 +89,8 @@ def tfidf_matrix(texts: pd.Series, *, min_df: int = 1, max_df: float = 1.0,
     """L2-normalised TF-IDF rows (float32); an all-empty corpus gives an all-zero matrix."""
     if not texts.str.contains(r"\w\w", regex=True).any():
         return sp.csr_matrix((len(texts), 1), dtype=np.float32)
+    from sklearn.feature_extraction.text import TfidfVectorizer  # heavy: only the pipeline needs it
+
     n_docs = int(texts.str.len().gt(0).sum())
     vectorizer = TfidfVectorizer(
         token_pattern=TOKEN_PATTERN,
@@ -137,6 +137,8 @@ def top_k_cosine(x: sp.csr_matrix, k: int, *, n_threads: int | None = None) -> s
     ``sp_matmul_topn`` keeps only ``k + 1`` results per row while multiplying
     (one row of accumulators per thread), so memory stays O(N*k).
     """
+    from sparse_dot_topn import sp_matmul_topn
+
     n = x.shape[0]
     if n == 0:
         return sp.csr_matrix((0, 0), dtype=np.float32)

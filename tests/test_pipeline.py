@@ -1,0 +1,82 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rekko.artifacts import read_manifest
+from rekko.exceptions import DataValidationError
+from rekko.io import sha256_file
+from rekko.paths import PipelinePaths
+from rekko.pipeline import run_pipeline
+from rekko.recommend import Recommender, load_artifacts
+
+
+def paths_in(root) -> PipelinePaths:
+    d = PipelinePaths()
+    return PipelinePaths(**{f: root / getattr(d, f) for f in d.__dataclass_fields__})
+
+
+def test_pipeline_writes_every_artifact_and_manifest(tiny_dir):
+    paths = paths_in(tiny_dir)
+    result, manifest = run_pipeline(paths)
+    for role in ("movies_rd", "int_coef", "movies_upd", "interactions_upd", "sim_md", "sim_desc"):
+        entry = manifest.artifacts[role]
+        assert sha256_file(entry["path"]) == entry["sha256"]
+    assert read_manifest(paths.manifest).artifacts == manifest.artifacts
+    assert manifest.counts["interactions_unknown_movie_dropped"] == 1
+    assert manifest.counts["interactions_sessions_merged"] == 1
+    assert manifest.parameters["similarity"]["k"] == 100
+    movies = pd.read_parquet(paths.movies_upd)
+    assert len(movies) == 6 and movies.loc[0, "rating"] == 8.5  # the known rating wins over the duplicate title
+    assert list(movies.loc[0, "genres"]) == ["Фантастика", "Боевик"]
+    inter = pd.read_parquet(paths.interactions_upd)
+    assert inter["user_id"].is_monotonic_increasing and len(inter) == 5
+
+
+def test_recommend_from_written_artifacts(tiny_dir):
+    paths = paths_in(tiny_dir)
+    run_pipeline(paths)
+    rec = Recommender(load_artifacts(paths.artifacts()))
+    items = rec.recommend(1, 3).items
+    # Матрица was watched fully (weight 2/3), Брат half (1/3): their sequels lead, in that order
+    assert list(items.movie_id[:2]) == ["m2", "m5"]
+    assert list(items.based_on[:2]) == ["m1", "m4"]
+    assert not {"m1", "m4"} & set(items.movie_id)
+
+
+def test_bad_input_writes_nothing(tiny_dir):
+    paths = paths_in(tiny_dir)
+    bad = pd.read_parquet(paths.interactions).astype({"watch_duration_minutes": object})
+    bad.loc[2, "watch_duration_minutes"] = "долго"
+    csv = paths.interactions.with_suffix(".csv")
+    bad.to_csv(csv, index=False)
+    paths = PipelinePaths(**{**paths.__dict__, "interactions": csv})
+    with pytest.raises(DataValidationError, match="долго"):
+        run_pipeline(paths)
+    assert not paths.manifest.exists() and not paths.sim_md.exists() and not paths.movies_upd.exists()
+
+
+def test_no_known_movies_is_an_error(tiny_dir):
+    paths = paths_in(tiny_dir)
+    df = pd.read_parquet(paths.interactions).assign(movie_id="zzz")
+    df.to_parquet(paths.interactions, index=False)
+    with pytest.raises(DataValidationError, match="no interaction refers to a movie"):
+        run_pipeline(paths)
+
+
+def test_crash_mid_write_leaves_no_manifest(tiny_dir, monkeypatch):
+    paths = paths_in(tiny_dir)
+    run_pipeline(paths)
+    assert paths.manifest.exists()
+    import rekko.pipeline as pl
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pl, "write_topk", boom)
+    with pytest.raises(OSError):
+        run_pipeline(paths)
+    # old manifest gone: recommend refuses the half-new set instead of mixing
+    assert not paths.manifest.exists()
+    assert not list(paths.sim_md.parent.glob(".*.tmp"))
