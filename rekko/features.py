@@ -41,8 +41,18 @@ class MovieScoreConfig:
 
 
 def attach_movie_index(interactions: pd.DataFrame, movie_ids: pd.Index) -> tuple[pd.DataFrame, int]:
-    """Add a dense ``movie_idx``; drop (and count) interactions whose movie is unknown."""
-    idx = movie_ids.get_indexer(interactions[C.MOVIE])
+    """Add a dense ``movie_idx``; drop (and count) interactions whose movie is unknown.
+
+    A categorical ``movie_id`` (as :func:`rekko.ingest.validate_interactions`
+    makes it) is mapped through its few categories instead of every row.
+    """
+    ids = interactions[C.MOVIE]
+    if isinstance(ids.dtype, pd.CategoricalDtype):
+        codes = ids.cat.codes.to_numpy()
+        by_category = movie_ids.get_indexer(ids.cat.categories)
+        idx = np.where(codes >= 0, by_category[codes], -1)
+    else:
+        idx = movie_ids.get_indexer(ids)
     known = idx >= 0
     dropped = int((~known).sum())
     out = interactions.loc[known].copy()
@@ -50,20 +60,22 @@ def attach_movie_index(interactions: pd.DataFrame, movie_ids: pd.Index) -> tuple
     return out.reset_index(drop=True), dropped
 
 
-def aggregate_sessions(interactions: pd.DataFrame) -> pd.DataFrame:
+def aggregate_sessions(interactions: pd.DataFrame, movie_ids: pd.Index) -> pd.DataFrame:
     """One row per (user, movie): minutes summed, last watch date, session count.
 
-    Expects the ``movie_idx`` column from :func:`attach_movie_index`.
+    Expects the ``movie_idx`` column from :func:`attach_movie_index`; the
+    ``movie_id`` of each row is read back from ``movie_ids`` by that index.
     """
-    grouped = interactions.groupby([C.USER, "movie_idx"], sort=True, observed=True)
+    grouped = interactions.groupby([C.USER, "movie_idx"], sort=True)
     out = grouped.agg(
         **{
-            C.MOVIE: (C.MOVIE, "first"),
             C.WATCHED_MINUTES: (C.WATCHED_MINUTES, "sum"),
             C.DATETIME: (C.DATETIME, "max"),
             C.N_SESSIONS: (C.WATCHED_MINUTES, "size"),
         }
     ).reset_index()
+    idx = out["movie_idx"].to_numpy()
+    out[C.MOVIE] = pd.Categorical.from_codes(idx, categories=movie_ids) if len(movie_ids) else idx
     return out[[C.USER, C.MOVIE, "movie_idx", C.WATCHED_MINUTES, C.DATETIME, C.N_SESSIONS]]
 
 

@@ -83,6 +83,19 @@ def numeric_column(
     return values
 
 
+def categorical_ids(df: pd.DataFrame, column: str, path: str | Path) -> pd.Categorical:
+    """Ids as a categorical of str: validated and mapped once per distinct id, not per row."""
+    codes, uniques = pd.factorize(df[column], use_na_sentinel=True)
+    if (codes < 0).any():
+        raise DataValidationError("expected an id, got an empty cell", path=str(path), column=column,
+                                  example=_example(df, codes < 0))
+    ids = id_column(pd.DataFrame({column: uniques}), column, path)
+    if ids.duplicated().any():  # 1 and "1" are one id once read as text
+        categories, remap = pd.factorize(ids)
+        return pd.Categorical.from_codes(categories[codes], categories=pd.Index(remap, dtype=object))
+    return pd.Categorical.from_codes(codes, categories=pd.Index(ids, dtype=object))
+
+
 def id_column(df: pd.DataFrame, column: str, path: str | Path) -> pd.Series:
     """Ids as str; an empty id is an error."""
     raw = df[column]
@@ -139,7 +152,7 @@ def validate_interactions(raw: pd.DataFrame, path: str | Path = "interactions") 
     return pd.DataFrame(
         {
             C.USER: user.astype("int64").to_numpy(),
-            C.MOVIE: id_column(raw, C.MOVIE, path).to_numpy(),
+            C.MOVIE: categorical_ids(raw, C.MOVIE, path),
             C.WATCHED_MINUTES: minutes.to_numpy(),
             C.DATETIME: _watch_datetime(raw, path).to_numpy(),
         }

@@ -100,7 +100,7 @@ def compute(
             example=interactions_raw.iloc[0].to_dict(),
         )
     counts["interactions_unknown_movie_dropped"] = dropped
-    aggregated = aggregate_sessions(known)
+    aggregated = aggregate_sessions(known, movie_ids)
     counts["interactions_sessions_merged"] = len(known) - len(aggregated)
     duration, n_imputed = effective_duration(movies)
     counts["movies_duration_imputed"] = n_imputed

@@ -27,10 +27,17 @@ TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 
 @dataclass(frozen=True)
 class SimilarityConfig:
-    """How the two content similarity matrices are built."""
+    """How the two content similarity matrices are built.
+
+    ``*_max_df`` drops terms found in more than that share of movies: they say
+    little (``Фильм`` on three movies of four, stop words in descriptions) yet
+    dominate the cost of the product, which grows with the sum of squared
+    document frequencies.
+    """
 
     k: int = 100
-    desc_max_df: float = 0.5
+    md_max_df: float = 0.5
+    desc_max_df: float = 0.1
     desc_min_df: int = 2
     max_features: int | None = 200_000
     n_threads: int | None = None  # None: all cores
@@ -38,8 +45,10 @@ class SimilarityConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.k, int) or self.k < 1:
             raise ConfigError(f"k must be a positive integer, got {self.k!r}")
-        if not 0 < self.desc_max_df <= 1:
-            raise ConfigError(f"desc_max_df must be in (0, 1], got {self.desc_max_df}")
+        for name in ("md_max_df", "desc_max_df"):
+            value = getattr(self, name)
+            if not 0 < value <= 1:
+                raise ConfigError(f"{name} must be in (0, 1], got {value}")
 
 
 @dataclass(frozen=True)
@@ -144,7 +153,7 @@ def top_k_cosine(x: sp.csr_matrix, k: int, *, n_threads: int | None = None) -> s
         return sp.csr_matrix((0, 0), dtype=np.float32)
     x = x.astype(np.float32).tocsr()
     threads = n_threads if n_threads is not None else (os.cpu_count() or 1)
-    top = sp_matmul_topn(x, x.T.tocsr(), top_n=min(k + 1, n), threshold=1e-7, sort=True,
+    top = sp_matmul_topn(x, x.T.tocsr(), top_n=min(k + 1, n), threshold=1e-7, sort=False,
                          n_threads=threads if threads > 1 else None)
     top = sp.csr_matrix(top, dtype=np.float32)
     # float rounding can push a self-similarity above 1
@@ -155,7 +164,7 @@ def top_k_cosine(x: sp.csr_matrix, k: int, *, n_threads: int | None = None) -> s
 def content_similarities(movies: pd.DataFrame, config: SimilarityConfig = SimilarityConfig()) -> tuple[TopKSimilarity, TopKSimilarity]:
     """Metadata and description top-k cosine similarities, in ``movies`` row order."""
     ids = movies[C.MOVIE].astype(str).to_numpy()
-    md = tfidf_matrix(metadata_text(movies), max_features=config.max_features)
+    md = tfidf_matrix(metadata_text(movies), max_df=config.md_max_df, max_features=config.max_features)
     desc = tfidf_matrix(
         description_text(movies), min_df=config.desc_min_df, max_df=config.desc_max_df,
         max_features=config.max_features,

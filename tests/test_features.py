@@ -23,7 +23,7 @@ def upd():
     assert dropped == 1
     duration, n_imputed = effective_duration(movies)
     assert n_imputed == 1
-    return movies, watch_ratio(aggregate_sessions(inter), duration)
+    return movies, watch_ratio(aggregate_sessions(inter, pd.Index(movies["movie_id"])), duration)
 
 
 def test_sessions_are_summed_not_double_counted(upd):
