@@ -13,12 +13,17 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /src
+# Dependencies first, from pyproject.toml alone, so this slow layer stays cached while only the
+# code changes. The `serve` extra brings the HTTP API (pip only warns while it is not defined).
 COPY pyproject.toml README.md ./
+RUN mkdir rekko && touch rekko/__init__.py \
+ && /opt/venv/bin/pip install --no-cache-dir ".[serve]" \
+ && /opt/venv/bin/pip uninstall --yes --quiet rekko \
+ && rm -rf rekko build
 COPY rekko/ ./rekko/
-# The `serve` extra brings the HTTP API (pip only warns while it is not defined). The test suites
-# shipped inside the scientific wheels are dead weight at run time, and pip and setuptools are not
-# needed once the venv is built.
-RUN /opt/venv/bin/pip install --no-cache-dir ".[serve]" \
+# The test suites shipped inside the scientific wheels are dead weight at run time, and pip and
+# setuptools are not needed once the venv is built.
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps . \
  && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools \
  && find /opt/venv/lib -depth -type d -name tests -path '*/site-packages/*' -exec rm -rf {} +
 

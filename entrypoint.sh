@@ -6,7 +6,7 @@
 #   recommend  P1 = user id, P2 = number of rekkos, P3..P7 = interactions_upd, movies_md_upd,
 #              int_coef, cos_sim_md, cos_sim_desc
 #   demo       no P variables at all
-#   serve      REKKO_MODE=serve (HTTP API on ${PORT:-80})
+#   serve      REKKO_MODE=serve: the HTTP API on ${PORT:-80}; P3..P7 as in recommend mode
 #
 # The mode is guessed from P1 (a whole number -> recommend, a path -> pipeline) unless
 # REKKO_MODE=pipeline|recommend|demo|serve says otherwise. Arguments given to the container
@@ -161,7 +161,12 @@ case "$mode" in
     run_rekko demo
     ;;
   serve)
-    run_rekko serve --host "${HOST:-0.0.0.0}" --port "${PORT:-80}"
+    args=(serve --host "${HOST:-0.0.0.0}" --port "${PORT:-80}")
+    for i in 0 1 2 3 4; do
+      value=${P[P$((i + 3))]}
+      [[ -n "$value" ]] && args+=("${RECOMMEND_OPTS[$i]}" "$value")
+    done
+    run_rekko "${args[@]}"
     ;;
   *)
     die "REKKO_MODE must be pipeline, recommend, demo or serve, got '$mode'"

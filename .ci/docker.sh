@@ -8,7 +8,8 @@
 # 3. (a) the demo; (b) the seed's pipeline line (its typographic quotes and spaces kept) with
 #    data/ and matrix/ mounted; (c) the seed's recommend line with pred/ mounted; (d) bad runs:
 #    no artifacts, a missing input, a P1 that is neither a path nor a user id, an unwritable
-#    mount; (e) the same lines under --user for a host user whose uid is not the image's 1000.
+#    mount; (e) the same lines under --user for a host user whose uid is not the image's 1000;
+#    (f) REKKO_MODE=serve behind the seed's -p 4000:80, when the image has the serve extra.
 # Files written to mounts must belong to the host user, who reads and removes them.
 # Without a Docker engine (and no way to start one) it says so and exits 0, except when CI=true:
 # there every problem fails the run.
@@ -273,6 +274,39 @@ if [[ $(id -u) -eq 0 ]]; then
   else
     fail "host user 4242 cannot remove the files rekko wrote"
   fi
+fi
+
+# --- 3f. the HTTP API behind the seed's -p 4000:80 -------------------------------------------
+if docker run --rm --entrypoint python "$IMAGE" -c 'import fastapi, uvicorn' >/dev/null 2>&1; then
+  step "(f) REKKO_MODE=serve on localhost:$PORT"
+  cid=$(docker run -d --rm -p "$PORT:80" -e REKKO_MODE=serve "$IMAGE")
+  body=$(python3 - "$PORT" "$USER_ID" <<'PY' || true
+import json, sys, time, urllib.request
+port, user = sys.argv[1], sys.argv[2]
+base = f"http://127.0.0.1:{port}"
+deadline = time.monotonic() + 60
+while True:
+    try:
+        urllib.request.urlopen(base + "/health", timeout=2).read()
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            sys.exit("no answer on /health within 60 s")
+        time.sleep(0.5)
+items = json.load(urllib.request.urlopen(f"{base}/recommendations/{user}?n=3", timeout=10))
+print(json.dumps(items, ensure_ascii=False))
+PY
+)
+  logs=$(docker logs "$cid" 2>&1 || true)
+  docker stop --time 10 "$cid" >/dev/null 2>&1 || true
+  if grep -q '"movie_id"' <<<"$body"; then
+    say "ok: GET /recommendations/$USER_ID?n=3 on localhost:$PORT: ${body:0:160}..."
+  else
+    fail "serve: no recommendations on localhost:$PORT: $body"
+    printf '%s\n' "$logs" | tail -20 >&2
+  fi
+else
+  say "(f) serve: not checked, the image has no serve extra (fastapi/uvicorn)"
 fi
 
 # --- the host user cleans up --------------------------------------------------------------

@@ -123,6 +123,10 @@ def test_seed_recommend_line_maps_user_n_and_five_artifacts(tmp_path: Path) -> N
         ({"REKKO_MODE": " Recommend ", "P1": "3"}, ["recommend", "--user-id", "3"]),
         ({"REKKO_MODE": "demo", "P1": "3"}, ["demo"]),
         ({"REKKO_MODE": "serve"}, ["serve", "--host", "0.0.0.0", "--port", "80"]),
+        (
+            {"REKKO_MODE": "serve", "PORT": "8080", "P1": "1", "P6": "’m/md.pkl’"},
+            ["serve", "--host", "0.0.0.0", "--port", "8080", "--sim-md", "m/md.pkl"],
+        ),
         ({"P1": "   ", "P2": "’’"}, ["demo"]),  # blank after stripping = not set
     ],
 )
