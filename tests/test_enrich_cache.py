@@ -13,6 +13,10 @@ import pytest
 from rekko.columns import Columns as C
 from rekko.enrich.cache import (
     SCHEMA,
+    append_journal,
+    compact_cache,
+    journal_parts,
+    records_frame,
     default_cache_path,
     empty_cache,
     load_cache,
@@ -193,3 +197,31 @@ def test_write_cache_is_atomic(tmp_path, monkeypatch):
         write_cache(merge_records(empty_cache(), [found("B")]), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["c.parquet"]
+
+
+def test_journal_parts_are_merged_on_load_and_compacted(tmp_path):
+    path = tmp_path / "api_cache.parquet"
+    write_cache(merge_records(empty_cache(), [found("A", rating=1.0), other("B", ERROR)]), path)
+    p1 = append_journal(records_frame([found("B", rating=2.0)]), path)
+    p2 = append_journal(records_frame([found("C", rating=3.0), found("A", rating=4.0)]), path)
+    assert journal_parts(path) == [p1, p2] and p1.parent == tmp_path / ".api_cache.parquet.journal"
+    merged = load_cache(path)
+    assert dict(zip(merged[C.TITLE], merged[C.RATING])) == {"A": 4.0, "B": 2.0, "C": 3.0}
+    assert read_cache_as_ratings(path)[C.TITLE].tolist() == ["B", "C", "A"]
+    # killed after writing the file but before dropping the parts: loading again gives the same cache
+    write_cache(merged, path)
+    pd.testing.assert_frame_equal(load_cache(path).sort_values(C.TITLE, ignore_index=True),
+                                  merged.sort_values(C.TITLE, ignore_index=True))
+    compact_cache(path, merged, [p1, p2])
+    assert journal_parts(path) == [] and not (tmp_path / ".api_cache.parquet.journal").exists()
+    pd.testing.assert_frame_equal(load_cache(path), merged)
+
+
+def test_journal_without_cache_file_is_still_read(tmp_path):
+    path = tmp_path / "api_cache.parquet"
+    append_journal(records_frame([found("A")]), path)
+    assert load_cache(path)[C.TITLE].tolist() == ["A"]
+    assert read_cache_as_ratings(path)[C.TITLE].tolist() == ["A"]
+    LEGACY.to_csv(tmp_path / "legacy.csv", index=False)
+    assert migrate_legacy_file(tmp_path / "legacy.csv", path) == 0  # a cache exists: never migrate over it
+    assert not path.exists()

@@ -6,10 +6,10 @@ import math
 
 import pandas as pd
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rekko.enrich.providers import Candidate, Kinopoisk, ResponseShapeError, Tmdb, best_match
+from rekko.enrich.providers import Candidate, Kinopoisk, ResponseShapeError, Tmdb, best_match, title_key
 from rekko.enrich.settings import Secret
 from rekko.ratings import normalize_title
 
@@ -146,6 +146,7 @@ def test_best_match_none_without_title_match():
     assert best_match([cand("1", "x")], "   ") is None
 
 
+@settings(deadline=None)  # a shared 2-core machine; speed is not what this checks
 @given(
     st.lists(
         st.tuples(st.sampled_from(["Брат", "брат!", "Брат 2", "Сёстры", "сестры"]), st.none() | st.integers(1990, 2000),
@@ -169,3 +170,17 @@ def test_best_match_property(rows, title, year):
         assert (got.votes or 0) == max(c.votes or 0 for c in matching if c.year == year)
     if year is None:
         assert (got.votes or 0) == max(c.votes or 0 for c in matching)
+
+
+TITLE_CHARS = st.sampled_from(list("абвгдеёжзийклмнопрстуфхцчшщъыьэюяАБВЁЯ" "abcXYZ0129_ " "\t\n\u00a0!?.,:;-—«»\"'()&"))
+
+
+@settings(deadline=None)
+@given(st.lists(st.text(TITLE_CHARS, max_size=30), min_size=1, max_size=20))
+def test_title_key_agrees_with_normalize_title(titles):
+    assert [title_key(t) for t in titles] == normalize_title(pd.Series(titles)).tolist()
+
+
+def test_title_key_examples():
+    assert title_key("  Ёлки-2: Новый  год! ") == "елки 2 новый год"
+    assert title_key("Brother (1997)") == "brother 1997"

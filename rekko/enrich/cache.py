@@ -10,7 +10,10 @@ has none) answers for every year of that title.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -81,11 +84,30 @@ def cache_keys(title_key: pd.Series, release_year: pd.Series) -> pd.Series:
     return pd.Series(title_key.astype("string").to_numpy(), dtype="string").str.cat(year.to_numpy(), sep="\x1f")
 
 
-def load_cache(path: Path) -> pd.DataFrame:
-    """Read the cache; an absent file is an empty cache. A wrong file is an input error naming it."""
+def journal_dir(path: Path) -> Path:
+    """Where flushed batches wait to be compacted into the cache file (hidden, beside it)."""
     path = Path(path)
-    if not path.exists():
-        return empty_cache()
+    return path.with_name(f".{path.name}.journal")
+
+
+def journal_parts(path: Path) -> list[Path]:
+    """The batches not yet compacted into ``path``, oldest first."""
+    return sorted(journal_dir(path).glob("part-*.parquet"))
+
+
+def load_cache(path: Path) -> pd.DataFrame:
+    """Read the cache and the batches journaled after it; absent means empty.
+
+    A file that is not a cache is an input error naming it.
+    """
+    path = Path(path)
+    cache = _read_cache_file(path) if path.exists() else empty_cache()
+    for part in journal_parts(path):
+        cache = merge_frames(cache, _read_cache_file(part))
+    return cache
+
+
+def _read_cache_file(path: Path) -> pd.DataFrame:
     raw = read_table(path, what="API cache")
     required = (C.TITLE, C.TITLE_KEY, C.STATUS, C.FETCHED_AT)
     missing = [c for c in required if c not in raw.columns]
@@ -107,6 +129,31 @@ def write_cache(df: pd.DataFrame, path: Path) -> None:
     """Write atomically: a reader (or a run killed mid-write) sees the old file or the new one, never half."""
     with atomic_path(path) as tmp:
         conform(df).to_parquet(tmp, index=False)
+
+
+def append_journal(batch: pd.DataFrame, path: Path) -> Path:
+    """Write one batch of answers beside the cache, atomically, in O(batch) -- not O(cache).
+
+    Rewriting the whole cache every 50 titles costs O(N^2) over a run (12 s of
+    68 s at 17,500 titles); the journal is folded into the file by
+    :func:`compact_cache` at the end of a run or at the start of the next one.
+    """
+    part = journal_dir(path) / f"part-{time.time_ns():020d}-{os.getpid()}.parquet"
+    write_cache(batch, part)
+    return part
+
+
+def compact_cache(path: Path, cache: pd.DataFrame, parts: Iterable[Path]) -> None:
+    """Write ``cache`` (which already holds ``parts``) as the cache file, then drop those parts.
+
+    Killed in between, the next load applies the parts again: by key, later
+    wins, so that is harmless.
+    """
+    write_cache(cache, path)
+    for part in parts:
+        Path(part).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty (another writer) or already gone
+        journal_dir(path).rmdir()
 
 
 def migrate_legacy(legacy: pd.DataFrame, *, source: str, fetched_at: datetime) -> pd.DataFrame:
@@ -163,7 +210,7 @@ def migrate_legacy_file(legacy_path: Path, cache_path: Path) -> int:
     Does nothing when the cache already exists, so it is safe to call on every run.
     """
     legacy_path, cache_path = Path(legacy_path), Path(cache_path)
-    if cache_path.exists() or not legacy_path.exists():
+    if cache_path.exists() or journal_parts(cache_path) or not legacy_path.exists():
         return 0
     legacy = read_table(legacy_path, what="ratings")
     mtime = datetime.fromtimestamp(legacy_path.stat().st_mtime, tz=timezone.utc)
@@ -230,13 +277,19 @@ def result_record(title: str, release_year: int | None, result: FetchResult, pro
     }
 
 
-def merge_records(cache: pd.DataFrame, records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """The cache with ``records`` added; a new answer replaces every older row of the same key."""
+def records_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Cache rows from :func:`result_record` dicts."""
     batch = pd.DataFrame(list(records))
     if batch.empty:
-        return cache
+        return empty_cache()
     batch[C.TITLE_KEY] = normalize_title(batch[C.TITLE].astype(object))
-    batch = conform(batch)
+    return conform(batch)
+
+
+def merge_frames(cache: pd.DataFrame, batch: pd.DataFrame) -> pd.DataFrame:
+    """``cache`` with ``batch`` added; a newer row replaces every older row of the same key."""
+    if batch.empty:
+        return cache
     batch_keys = cache_keys(batch[C.TITLE_KEY], batch[C.RELEASE_YEAR])
     batch = batch.loc[~batch_keys.duplicated(keep="last").to_numpy()]
     old_keys = cache_keys(cache[C.TITLE_KEY], cache[C.RELEASE_YEAR])
@@ -246,12 +299,20 @@ def merge_records(cache: pd.DataFrame, records: Iterable[Mapping[str, Any]]) -> 
     return pd.concat([kept, batch], ignore_index=True)
 
 
+def merge_records(cache: pd.DataFrame, records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """The cache with ``records`` added; a new answer replaces every older row of the same key."""
+    return merge_frames(cache, records_frame(records))
+
+
 def read_cache_as_ratings(cache_path: Path) -> pd.DataFrame:
     """The found rows in the shape :func:`rekko.ratings.clean_ratings` takes.
 
     Columns: title, rating (float, NaN unknown), description, release_year (nullable).
     """
-    cache = load_cache(cache_path) if Path(cache_path).exists() else read_table(cache_path, what="API cache")
+    cache_path = Path(cache_path)
+    if not cache_path.exists() and not journal_parts(cache_path):
+        read_table(cache_path, what="API cache")  # raises the usual "file not found"
+    cache = load_cache(cache_path)
     found = cache.loc[(cache[C.STATUS] == FOUND).to_numpy()]
     return pd.DataFrame(
         {

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -144,6 +145,7 @@ class ApiClient:
         self.limiter = RateLimiter(settings.rate_limit)
         self._rng = rng or random.Random()
         self._local = threading.local()
+        self._env = _environment(settings.base_url or self.provider.default_url)
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
         self.n_requests = 0
@@ -154,6 +156,10 @@ class ApiClient:
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            # resolve proxies and CA bundle from the environment once, not on every request
+            session.trust_env = False
+            session.proxies = self._env["proxies"]
+            session.verify = self._env["verify"]
             adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)  # retries are ours
             session.mount("http://", adapter)
             session.mount("https://", adapter)
@@ -272,3 +278,11 @@ def _snippet(resp: requests.Response) -> str:
         text = repr(resp.content[:_BODY_SNIPPET])
     text = " ".join(text.split())
     return text[:_BODY_SNIPPET] + ("..." if len(text) > _BODY_SNIPPET else "")
+
+
+def _environment(url: str) -> dict[str, Any]:
+    """What ``requests`` would read from the environment for ``url`` (proxies, CA bundle), read once."""
+    env_session = requests.Session()
+    settings = env_session.merge_environment_settings(url, {}, None, None, None)
+    env_session.close()
+    return {"proxies": settings["proxies"], "verify": settings["verify"]}

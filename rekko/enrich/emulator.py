@@ -74,6 +74,7 @@ class ApiEmulator:
         echo_unknown: bool = False,
         latency: float = 0.0,
         daily_limit_after: int | None = None,
+        description_chars: int = 0,
     ) -> None:
         if provider not in PATHS:
             raise ValueError(f"unknown provider {provider!r}")
@@ -82,6 +83,7 @@ class ApiEmulator:
         self.catalogue = {k: list(v) for k, v in (catalogue or {}).items()}
         self.echo_unknown = echo_unknown  # unknown titles answer with one exact match (benchmarks)
         self.latency = latency
+        self.description_chars = description_chars  # pad echoed descriptions to a realistic length
         self.daily_limit_after = daily_limit_after
         self.hits: Counter[str] = Counter()  # successful-or-not requests per query title
         self.statuses: Counter[int] = Counter()
@@ -153,7 +155,7 @@ class ApiEmulator:
             return scripted
         movies = self.catalogue.get(title)
         if movies is None:
-            movies = [Movie(abs(hash(title)) % 10**7, title, None, 7.0, 1000, f"About {title}.")] if (
+            movies = [Movie(abs(hash(title)) % 10**7, title, None, 7.0, 1000, self._description(title))] if (
                 self.echo_unknown
             ) else []
         if self.provider == "tmdb" and year_param:
@@ -161,6 +163,13 @@ class ApiEmulator:
         body = self._render(movies)
         delay = scripted.delay if scripted is not None else 0.0
         return Reply(scripted.status if scripted else 200, body, scripted.headers if scripted else {}, delay)
+
+    def _description(self, title: str) -> str:
+        text = f"About {title}."
+        filler = " Герой возвращается домой и узнаёт, что город изменился."
+        while len(text) < self.description_chars:
+            text += filler
+        return text[: max(self.description_chars, len(f"About {title}."))]
 
     def _authorised(self, headers: Mapping[str, str]) -> bool:
         lower = {k.lower(): v for k, v in headers.items()}
@@ -205,6 +214,7 @@ class ApiEmulator:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real APIs do
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
     api: ApiEmulator
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
@@ -229,3 +239,29 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # silence per-request stderr lines
         pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the emulator until killed; prints its URL first (for benchmarks and manual trials)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m rekko.enrich.emulator", description=__doc__.splitlines()[0])
+    parser.add_argument("--provider", choices=sorted(PATHS), default="kinopoisk")
+    parser.add_argument("--key", default="test-key", help="the API key the emulator accepts")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds before every answer")
+    parser.add_argument("--empty", action="store_true", help="answer every title with no results")
+    parser.add_argument("--description-chars", type=int, default=0, help="length of echoed descriptions")
+    args = parser.parse_args(argv)
+    api = ApiEmulator(args.provider, api_key=args.key, echo_unknown=not args.empty, latency=args.latency,
+                      description_chars=args.description_chars).start()
+    print(api.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        api.close()
+
+
+if __name__ == "__main__":
+    main()

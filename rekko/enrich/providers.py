@@ -10,15 +10,13 @@ the first row, which is often a namesake.
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
 from rekko.enrich.settings import Secret
-from rekko.ratings import normalize_title
 
 DAILY_LIMIT_MARKERS = ("лимит", "limit", "quota")
 
@@ -159,6 +157,20 @@ def get_provider(name: str) -> Provider:
     return PROVIDERS[name]
 
 
+_PUNCT = re.compile(r"[^\w\s]")
+_SPACES = re.compile(r"\s+")
+
+
+def title_key(title: str) -> str:
+    """:func:`rekko.ratings.normalize_title` for one string.
+
+    Matching runs once per API answer on the worker threads; a pandas call per
+    answer would cost about a millisecond of GIL each. Tests check both agree.
+    """
+    key = title.casefold().replace("ё", "е")
+    return _SPACES.sub(" ", _PUNCT.sub(" ", key)).strip()
+
+
 def best_match(candidates: Sequence[Candidate], title: str, year: int | None = None) -> Candidate | None:
     """The candidate whose normalised title (any of its names) equals ``title``'s.
 
@@ -166,19 +178,13 @@ def best_match(candidates: Sequence[Candidate], title: str, year: int | None = N
     differ between festivals and cinemas), then the most votes. ``None`` when no
     candidate carries the asked title: a namesake-free miss is "not found", not a guess.
     """
-    if not candidates:
-        return None
-    flat = [title] + [name for c in candidates for name in c.names]
-    keys = normalize_title(pd.Series(flat, dtype=object)).tolist()
-    wanted, pos = keys[0], 1
-    if not wanted:
+    wanted = title_key(title)
+    if not candidates or not wanted:
         return None
     best: Candidate | None = None
     best_rank: tuple[int, int] | None = None
     for cand in candidates:
-        cand_keys = keys[pos : pos + len(cand.names)]
-        pos += len(cand.names)
-        if wanted not in cand_keys:
+        if not any(title_key(name) == wanted for name in cand.names):
             continue
         if year is None or cand.year is None:
             year_rank = 0 if year is None else 2

@@ -2,9 +2,10 @@
 
 The main thread owns the cache; worker threads only talk HTTP. At most
 ``2 * concurrency`` titles are in flight, so a stop (401, daily limit, Ctrl-C)
-wastes little, and every answer received is flushed before returning: killed
-with SIGKILL, a run loses at most the last unflushed batch, and the next run
-resumes from the cache without asking again what it holds.
+wastes little. Every ``flush_every`` answers go to a journal part beside the
+cache (atomic, O(batch)); the run folds them into the cache file when it ends.
+Killed with SIGKILL, a run loses at most the last unflushed batch, and the next
+run applies the journal and resumes without asking again what it holds.
 """
 
 from __future__ import annotations
@@ -23,13 +24,16 @@ import pandas as pd
 
 from rekko.columns import Columns as C
 from rekko.enrich.cache import (
+    append_journal,
+    compact_cache,
+    journal_parts,
     load_cache,
-    merge_records,
+    merge_frames,
     migrate_legacy_file,
+    records_frame,
     result_record,
     titles_to_ask,
     unique_titles,
-    write_cache,
 )
 from rekko.enrich.client import (
     ERROR,
@@ -80,14 +84,15 @@ class EnrichSummary:
 
 
 class _CacheWriter:
-    """Holds the cache frame and the answers not yet on disk; flushes every ``every`` answers."""
+    """Holds the answers of this run; journals a batch every ``every`` answers, compacts on close."""
 
     def __init__(self, path: Path, cache: pd.DataFrame, every: int) -> None:
         self.path = path
         self.cache = cache
         self.every = every
+        self.parts = journal_parts(path)  # already folded into ``cache`` by load_cache
         self.pending: list[dict[str, Any]] = []
-        self.flushes = 0
+        self.batches: list[pd.DataFrame] = []
 
     def add(self, record: dict[str, Any]) -> None:
         self.pending.append(record)
@@ -97,10 +102,20 @@ class _CacheWriter:
     def flush(self) -> None:
         if not self.pending:
             return
-        self.cache = merge_records(self.cache, self.pending)
-        write_cache(self.cache, self.path)
-        self.flushes += 1
+        batch = records_frame(self.pending)
+        self.parts.append(append_journal(batch, self.path))
+        self.batches.append(batch)
         self.pending = []
+
+    def close(self) -> None:
+        """Flush, then fold everything into the cache file once (O(N) per run, not per batch)."""
+        self.flush()
+        if not self.parts:
+            return
+        if self.batches:
+            self.cache = merge_frames(self.cache, pd.concat(self.batches, ignore_index=True))
+        compact_cache(self.path, self.cache, self.parts)
+        self.parts, self.batches = [], []
 
 
 class _Progress:
@@ -229,7 +244,7 @@ def enrich_titles(
         stop.set()
         progress.close()
         client.close()
-        writer.flush()
+        writer.close()
 
     if fatal is not None:
         stopped = fatal.reason
