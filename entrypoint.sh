@@ -9,8 +9,9 @@
 #   serve      REKKO_MODE=serve: the HTTP API on ${PORT:-80}; P3..P7 as in recommend mode
 #
 # The mode is guessed from P1 (a whole number -> recommend, a path -> pipeline) unless
-# REKKO_MODE=pipeline|recommend|demo|serve says otherwise. Arguments given to the container
-# (`docker run rekko recommend --user-id 7`) go straight to the rekko CLI and win over P1..P9.
+# REKKO_MODE=pipeline|recommend|demo|serve says otherwise. Arguments given to the container go
+# straight to the rekko CLI (`docker run rekko recommend --user-id 7`), ignoring P1..P9, except
+# options (`-e P1=7 -e P2=5 rekko --format json`): those are added to the mode's command.
 # The seed's lines carry stray spaces and typographic quotes (P1=’ data/interactions.parquet’):
 # they are stripped from both ends of every value. Bad variables exit 2, like the CLI.
 set -euo pipefail
@@ -105,12 +106,16 @@ for var in "${VARS[@]}"; do
   [[ -n "${P[$var]}" ]] && any_set=true
 done
 
-if (($# > 0)); then
-  $any_set && warn "container arguments given: ignoring P1..P9"
-  run_rekko "$@"
-fi
-
 mode=$(clean "${REKKO_MODE-}" | tr '[:upper:]' '[:lower:]')
+extra=()
+if (($# > 0)); then
+  if [[ "$1" == -* ]] && { $any_set || [[ -n "$mode" ]]; }; then
+    extra=("$@")
+  else
+    $any_set && warn "container arguments given: ignoring P1..P9"
+    run_rekko "$@"
+  fi
+fi
 if [[ -z "$mode" ]]; then
   if ! $any_set; then
     mode=demo
@@ -136,7 +141,7 @@ case "$mode" in
         check_writable "${value:-${PIPELINE_OUTPUT_DEFAULTS[$((i - 3))]}}" "${VARS[$i]}"
       fi
     done
-    run_rekko "${args[@]}"
+    run_rekko "${args[@]}" "${extra[@]}"
     ;;
   recommend)
     user=${P[P1]}
@@ -153,12 +158,20 @@ case "$mode" in
       [[ -n "$value" ]] && args+=("${RECOMMEND_OPTS[$i]}" "$value")
     done
     [[ -n "${P[P8]}${P[P9]}" ]] && warn "P8 and P9 are not used in recommend mode (P3..P7 are the five artifacts)"
-    check_writable "pred/pred($user).csv" "the prediction file"
-    run_rekko "${args[@]}"
+    pred_dir=pred
+    for ((i = 0; i < ${#extra[@]}; i++)); do
+      case "${extra[$i]}" in
+        --no-pred) pred_dir='' ;;
+        --pred-dir) pred_dir=${extra[$((i + 1))]-pred} ;;
+        --pred-dir=*) pred_dir=${extra[$i]#--pred-dir=} ;;
+      esac
+    done
+    [[ -z "$pred_dir" ]] || check_writable "$pred_dir/pred($user).csv" "the prediction file"
+    run_rekko "${args[@]}" "${extra[@]}"
     ;;
   demo)
     $any_set && warn "REKKO_MODE=demo: ignoring P1..P9"
-    run_rekko demo
+    run_rekko demo "${extra[@]}"
     ;;
   serve)
     args=(serve --host "${HOST:-0.0.0.0}" --port "${PORT:-80}")
@@ -166,7 +179,7 @@ case "$mode" in
       value=${P[P$((i + 3))]}
       [[ -n "$value" ]] && args+=("${RECOMMEND_OPTS[$i]}" "$value")
     done
-    run_rekko "${args[@]}"
+    run_rekko "${args[@]}" "${extra[@]}"
     ;;
   *)
     die "REKKO_MODE must be pipeline, recommend, demo or serve, got '$mode'"

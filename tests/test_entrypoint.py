@@ -134,6 +134,22 @@ def test_mode_guess_and_override(tmp_path: Path, variables: dict[str, str], expe
     assert planned(tmp_path, variables) == expected
 
 
+@pytest.mark.parametrize(
+    ("variables", "args", "expected"),
+    [
+        ({"P1": "5", "P2": "3"}, ["--format", "json", "--no-pred"],
+         ["recommend", "--user-id", "5", "-n", "3", "--format", "json", "--no-pred"]),
+        ({"REKKO_MODE": "demo"}, ["-n", "3"], ["demo", "-n", "3"]),
+        ({"P1": "data/i.csv"}, ["-k", "20"], ["pipeline", "--interactions", "data/i.csv", "-k", "20"]),
+        ({}, ["--version"], ["--version"]),
+    ],
+)  # fmt: skip
+def test_container_options_are_added_to_the_mode_command(
+    tmp_path: Path, variables: dict[str, str], args: list[str], expected: list[str]
+) -> None:
+    assert planned(tmp_path, variables, *args) == expected
+
+
 def test_container_arguments_go_straight_to_the_cli(tmp_path: Path) -> None:
     proc = run_entrypoint(tmp_path, {"P1": "5"}, "recommend", "--user-id", "9", "--format", "json", dry_run=True)
     assert proc.returncode == 0
@@ -188,10 +204,19 @@ def _as_other_user(cmd: list[str]) -> list[str] | None:
     return ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "--", *cmd]
 
 
-@pytest.mark.parametrize("variables", [{"P1": "data/interactions.parquet"}, {"P1": "3", "P2": "2"}])
-def test_unwritable_output_folder_exits_2_with_the_docker_user_hint(variables: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("variables", "args"),
+    [
+        ({"P1": "data/interactions.parquet"}, []),
+        ({"P1": "3", "P2": "2"}, []),
+        ({"P1": "3", "P2": "2"}, ["--pred-dir", "pred/sub"]),
+    ],
+)
+def test_unwritable_output_folder_exits_2_with_the_docker_user_hint(
+    variables: dict[str, str], args: list[str]
+) -> None:
     """The bind-mount ownership clash is reported before any work, with the --user remedy."""
-    cmd = _as_other_user(["bash", "entrypoint.sh"])
+    cmd = _as_other_user(["bash", "entrypoint.sh", *args])
     if cmd is None:
         pytest.skip("running as root without setpriv: cannot act as an unprivileged user")
     work = Path(tempfile.mkdtemp())  # not tmp_path: its parents are private to the owner
@@ -210,6 +235,23 @@ def test_unwritable_output_folder_exits_2_with_the_docker_user_hint(variables: d
     assert "is not writable by uid" in proc.stderr
     assert '--user "$(id -u):$(id -g)"' in proc.stderr
     assert proc.stdout == ""
+
+
+def test_no_pred_skips_the_pred_folder_check() -> None:
+    cmd = _as_other_user(["bash", "entrypoint.sh", "--no-pred"])
+    if cmd is None:
+        pytest.skip("running as root without setpriv: cannot act as an unprivileged user")
+    work = Path(tempfile.mkdtemp())
+    try:
+        shutil.copy(ENTRYPOINT, work / "entrypoint.sh")
+        work.chmod(0o555)
+        env = {"PATH": os.environ["PATH"], "REKKO_ENTRYPOINT_DRY_RUN": "1", "P1": "3"}
+        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        work.chmod(0o755)
+        shutil.rmtree(work)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["recommend", "--user-id", "3", "--no-pred"]
 
 
 # -- the seed's lines end to end (CLI + sample data) ----------------------------------------------
