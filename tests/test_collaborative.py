@@ -1,0 +1,116 @@
+"""Co-watching similarity and recency weights against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rekko.collaborative import (
+    CollaborativeConfig,
+    bm25_weight,
+    history_weights,
+    item_item_similarity,
+    recency_rank,
+    watch_matrix,
+)
+from rekko.columns import Columns as C
+from rekko.exceptions import ConfigError
+
+IDS = np.array(["m0", "m1", "m2", "m3"], dtype=object)
+
+
+def _upd(rows: list[tuple[int, int, float]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=[C.USER, "movie_idx", C.WATCH_RATIO])
+
+
+# user 7 watched m0 and m1 fully, user 3 watched m0 fully and half of m1, user 9 only m2; m3 is unwatched
+UPD = _upd([(7, 0, 1.0), (7, 1, 1.0), (3, 0, 1.0), (3, 1, 0.5), (9, 2, 1.0)])
+
+
+def test_watch_matrix_rows_are_sorted_user_ids() -> None:
+    m = watch_matrix(UPD, 4).toarray()
+    np.testing.assert_allclose(m, [[1.0, 0.5, 0, 0], [1.0, 1.0, 0, 0], [0, 0, 1.0, 0]])
+
+
+def test_cosine_by_hand() -> None:
+    sim = item_item_similarity(UPD, IDS, CollaborativeConfig(weighting="cosine", k=10)).matrix.toarray()
+    expected = (1 * 1 + 0.5 * 1) / (math.sqrt(2) * math.sqrt(1.25))
+    assert sim[0, 1] == pytest.approx(expected, rel=1e-6) and sim[1, 0] == pytest.approx(expected, rel=1e-6)
+    assert np.count_nonzero(sim) == 2  # m2 co-watched with nothing, m3 unwatched, no diagonal
+
+
+def test_bm25_weight_by_hand() -> None:
+    # lengths: user 3 = 1.5, user 7 = 2, user 9 = 1 -> avg 1.5
+    w = bm25_weight(watch_matrix(UPD, 4), k1=1.2, b=0.75).toarray()
+    assert w[0, 0] == pytest.approx(2.2 * 1.0 / (1.2 * 1.0 + 1.0))  # user 3 has the average length
+    assert w[0, 1] == pytest.approx(2.2 * 0.5 / (1.2 * 1.0 + 0.5))
+    assert w[1, 0] == pytest.approx(2.2 / (1.2 * (0.25 + 0.75 * 2 / 1.5) + 1.0))  # heavier user: smaller weight
+    assert w[2, 2] == pytest.approx(2.2 / (1.2 * (0.25 + 0.75 / 1.5) + 1.0))
+
+
+def test_bm25_similarity_by_hand() -> None:
+    a, b_, c = 2.2 / 2.2, 1.1 / 1.7, 2.2 / 2.5  # (user 3, m0), (user 3, m1), (user 7, both)
+    expected = (a * b_ + c * c) / (math.hypot(a, c) * math.hypot(b_, c))
+    sim = item_item_similarity(UPD, IDS, CollaborativeConfig(weighting="bm25", k=10)).matrix
+    assert sim[0, 1] == pytest.approx(expected, rel=1e-6)
+
+
+def test_top_k_keeps_the_strongest_neighbour() -> None:
+    # m0 is co-watched with m1 by two users and with m2 by one
+    upd = _upd([(1, 0, 1.0), (1, 1, 1.0), (2, 0, 1.0), (2, 1, 1.0), (3, 0, 1.0), (3, 2, 1.0)])
+    sim = item_item_similarity(upd, IDS, CollaborativeConfig(weighting="cosine", k=1))
+    row = sim.matrix[0]
+    assert row.indices.tolist() == [1] and sim.k == 1
+    assert list(sim.movie_ids) == list(IDS)
+
+
+def test_no_interactions_gives_an_empty_matrix() -> None:
+    sim = item_item_similarity(UPD.iloc[0:0], IDS)
+    assert sim.matrix.shape == (4, 4) and sim.matrix.nnz == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"k": 0}, {"k": 2.5}, {"weighting": "jaccard"}, {"bm25_k1": 0}, {"bm25_b": 1.5}]
+)
+def test_bad_config(kwargs: dict) -> None:
+    with pytest.raises(ConfigError):
+        CollaborativeConfig(**kwargs)
+
+
+def test_recency_rank_and_weights() -> None:
+    upd = pd.DataFrame(
+        {
+            C.USER: [1, 1, 1, 2, 2],
+            C.DATETIME: pd.to_datetime(["2020-01-03", "2020-01-01", "2020-01-03", "2020-01-01", None]),
+        }
+    )
+    rank = recency_rank(upd)
+    # user 1: the two 01-03 watches tie -> the later row is the more recent; user 2: a missing date is oldest
+    assert rank.tolist() == [1, 2, 0, 0, 1]
+    np.testing.assert_allclose(history_weights(np.array([1.0, 0.5, 0.8]), np.array([0, 1, 2]), 1.0), [1.0, 0.25, 0.2])
+    np.testing.assert_allclose(history_weights(np.array([0.3]), np.array([5]), None), [0.3])
+    with pytest.raises(ConfigError, match="half-life"):
+        history_weights(np.array([1.0]), np.array([0]), 0.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 6), st.integers(0, 5), st.floats(0.05, 1.0)), min_size=1, max_size=40),
+    st.sampled_from(["bm25", "cosine"]),
+)
+def test_similarity_invariants(rows: list[tuple[int, int, float]], weighting: str) -> None:
+    upd = _upd(rows).drop_duplicates([C.USER, "movie_idx"])
+    ids = np.array([f"m{i}" for i in range(6)], dtype=object)
+    sim = item_item_similarity(upd, ids, CollaborativeConfig(weighting=weighting, k=10)).matrix
+    dense = sim.toarray()
+    assert np.all(np.diag(dense) == 0)
+    assert np.all((dense >= 0) & (dense <= 1))
+    np.testing.assert_allclose(dense, dense.T, atol=1e-6)  # k >= n: nothing cut, cosine is symmetric
+    watched = np.zeros(6, dtype=bool)
+    watched[upd["movie_idx"].unique()] = True
+    assert not dense[~watched].any() and not dense[:, ~watched].any()
