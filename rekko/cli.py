@@ -143,7 +143,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         return 0
     if args.user_id is None:
         raise ConfigError("give a user id (--user-id N) or --all-users")
-    recommender = Recommender(load_artifacts(artifact_paths(args)))
+    recommender = Recommender(load_artifacts(artifact_paths(args), user_ids=[args.user_id]))
     recs = recommender.recommend(args.user_id, args.n)
     items = recs.items.assign(**{C.USER: recs.user_id, C.COLD_START: recs.cold_start})
     items = items[[C.USER] + [c for c in items.columns if c != C.USER]]

@@ -101,13 +101,17 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", **kwargs: object
             os.fsync(fh.fileno())
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Write a frame atomically as parquet, csv or xlsx, by extension."""
+def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, row_group_size: int | None = None) -> None:
+    """Write a frame atomically as parquet, csv or xlsx, by extension.
+
+    ``row_group_size`` (parquet) lets readers skip row groups by their min/max
+    statistics, e.g. every user but one in a file sorted by user.
+    """
     p = Path(path)
     ext = p.suffix.lower()
     with atomic_path(p) as tmp:
         if ext in (".parquet", ".pq"):
-            df.to_parquet(tmp, index=False)
+            df.to_parquet(tmp, index=False, row_group_size=row_group_size)
         elif ext == ".csv":
             df.to_csv(tmp, index=False)
         elif ext == ".xlsx":

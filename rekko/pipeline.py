@@ -36,6 +36,9 @@ from rekko.similarity import SimilarityConfig, TopKSimilarity, content_similarit
 
 log = logging.getLogger(__name__)
 
+#: Rows per parquet row group of interactions_upd.
+USER_ROW_GROUP = 32_768
+
 
 @dataclass(frozen=True)
 class PipelineConfig:
@@ -138,7 +141,8 @@ def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineC
     write_table(result.ratings, paths.movies_rd)
     write_table(result.users, paths.int_coef)
     write_table(_movies_for_parquet(result.movies), paths.movies_upd)
-    write_table(interactions, paths.interactions_upd)
+    # sorted by user in small row groups: recommend for one user reads one or two groups
+    write_table(interactions, paths.interactions_upd, row_group_size=USER_ROW_GROUP)
     write_topk(result.sim_md, paths.sim_md)
     write_topk(result.sim_desc, paths.sim_desc)
     artifacts = {

@@ -129,8 +129,18 @@ class Artifacts:
         )
 
 
-def load_artifacts(paths: ArtifactPaths = ArtifactPaths(), *, manifest_path: Path | None = None) -> Artifacts:
-    """Load and verify the artifacts a pipeline run wrote (sha256 against the manifest first)."""
+def load_artifacts(
+    paths: ArtifactPaths = ArtifactPaths(),
+    *,
+    manifest_path: Path | None = None,
+    user_ids: list[int] | None = None,
+) -> Artifacts:
+    """Load and verify the artifacts a pipeline run wrote (sha256 against the manifest first).
+
+    With ``user_ids`` only those users' histories are read (the CLI's
+    one-user case): the file is sorted by user, so parquet statistics skip
+    every other row group.
+    """
     manifest = read_manifest(manifest_path or paths.manifest)
     roles = {
         "interactions_upd": paths.interactions_upd,
@@ -146,7 +156,9 @@ def load_artifacts(paths: ArtifactPaths = ArtifactPaths(), *, manifest_path: Pat
     sims = {kind: topk.matrix for kind, topk in loaded.items()}
     try:
         movies = pd.read_parquet(paths.movies_upd, columns=[C.MOVIE, C.TITLE, C.MOVIE_SCORE])
-        interactions = pd.read_parquet(paths.interactions_upd, columns=[C.USER, "movie_idx", C.WATCH_RATIO])
+        filters = [(C.USER, "in", [int(u) for u in user_ids])] if user_ids is not None else None
+        interactions = pd.read_parquet(paths.interactions_upd, columns=[C.USER, "movie_idx", C.WATCH_RATIO],
+                                       filters=filters)
     except Exception as exc:  # noqa: BLE001 - verified by hash, so this is a schema mismatch
         raise ArtifactError(f"cannot read artifacts: {type(exc).__name__}: {exc}") from exc
     movie_ids = movies[C.MOVIE].astype(str).to_numpy()
