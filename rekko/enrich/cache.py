@@ -251,7 +251,7 @@ def titles_to_ask(
         (cache[C.STATUS] == NOT_FOUND) & (cache[C.FETCHED_AT] >= pd.Timestamp(now - not_found_max_age))
     )
     known = cache.loc[fresh.to_numpy()]
-    known_keys = set(cache_keys(known[C.TITLE_KEY], known[C.RELEASE_YEAR]))
+    known_keys = cache_keys(known[C.TITLE_KEY], known[C.RELEASE_YEAR]).to_numpy(dtype=object)
     no_year = pd.Series(pd.NA, index=titles.index, dtype="Int64")
     exact = cache_keys(titles[C.TITLE_KEY], titles[C.RELEASE_YEAR]).isin(known_keys).to_numpy()
     any_year = cache_keys(titles[C.TITLE_KEY], no_year).isin(known_keys).to_numpy()
@@ -293,7 +293,7 @@ def merge_frames(cache: pd.DataFrame, batch: pd.DataFrame) -> pd.DataFrame:
     batch_keys = cache_keys(batch[C.TITLE_KEY], batch[C.RELEASE_YEAR])
     batch = batch.loc[~batch_keys.duplicated(keep="last").to_numpy()]
     old_keys = cache_keys(cache[C.TITLE_KEY], cache[C.RELEASE_YEAR])
-    kept = cache.loc[~old_keys.isin(set(batch_keys)).to_numpy()]
+    kept = cache.loc[~old_keys.isin(batch_keys.to_numpy(dtype=object)).to_numpy()]
     if kept.empty:
         return batch.reset_index(drop=True)
     return pd.concat([kept, batch], ignore_index=True)
