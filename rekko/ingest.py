@@ -163,17 +163,27 @@ def parse_list_column(values: pd.Series) -> pd.Series:
     """Parse a list-valued column into tuples of stripped strings.
 
     Accepts JSON-like strings (``'["Драма", "Комедия"]'``), real lists/arrays,
-    and comma-separated text. Missing becomes an empty tuple.
+    and comma-separated text. Missing becomes an empty tuple. The string work
+    runs in Arrow kernels, not per row in Python.
     """
-    def from_sequence(v: object) -> str:
-        return ",".join(str(x) for x in v)  # type: ignore[union-attr]
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    is_seq = values.map(lambda v: isinstance(v, (list, tuple, np.ndarray)))
-    text = values.astype(object).where(~is_seq, values[is_seq].map(from_sequence) if is_seq.any() else values)
-    text = pd.Series(text, index=values.index).astype("string").fillna("")
-    cleaned = text.str.replace(r"^\s*\[|\]\s*$", "", regex=True).str.replace(r"[\"']", "", regex=True)
-    parts = cleaned.str.split(",")
-    return parts.map(lambda xs: tuple(x.strip() for x in xs if x and x.strip()) if isinstance(xs, list) else ())
+    raw = values.astype(object)
+    is_seq = np.fromiter((isinstance(v, (list, tuple, np.ndarray)) for v in raw), bool, len(raw))
+    if is_seq.any():
+        raw = raw.copy()
+        raw[is_seq] = [",".join(map(str, v)) for v in raw[is_seq]]
+    text = pa.array(pd.Series(raw, dtype="string").fillna("").to_numpy(dtype=object), type=pa.string())
+    stripped = pc.replace_substring_regex(text, r"^\s*\[|\]\s*$|[\"']", "")
+    parts = pc.split_pattern(stripped, ",")
+    items = pc.utf8_trim_whitespace(pc.list_flatten(parts))
+    rows = pc.list_parent_indices(parts).to_numpy()
+    keep = pc.not_equal(items, "").to_numpy(zero_copy_only=False)
+    counts = np.bincount(rows[keep], minlength=len(text))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    lists = pa.ListArray.from_arrays(offsets, items.filter(pa.array(keep))).to_pylist()
+    return pd.Series([tuple(x) for x in lists], index=values.index, dtype=object)
 
 
 def validate_movies(raw: pd.DataFrame, path: str | Path = "movies metadata") -> pd.DataFrame:
