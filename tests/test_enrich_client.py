@@ -72,6 +72,15 @@ def test_tmdb_found_with_year_sent(tmdb):
     assert tmdb.requests[0]["headers"]["Authorization"] == f"Bearer {KEY}"
 
 
+def test_tmdb_year_off_by_one_asks_again_without_the_year(tmdb):
+    with ApiClient(settings(tmdb)) as client:
+        res = client.fetch("Heat", 1996)  # the emulator filters by exact year, as TMDB does
+        missing = client.fetch("Nothing", 1996)
+    assert res.status == FOUND and res.candidate.provider_id == "949" and res.attempts == 2
+    assert [r["query"].get("year") for r in tmdb.requests] == [["1996"], None, ["1996"], None]
+    assert missing.status == NOT_FOUND
+
+
 def test_not_found_when_no_candidate_or_no_title_match(kp):
     kp.catalogue["Брат 3"] = [movie(9, "Брат 2", 2000, 8.0)]
     with ApiClient(settings(kp)) as client:

@@ -19,7 +19,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -193,7 +193,16 @@ class ApiClient:
         shared stop event so no other worker starts a request) and
         :class:`Cancelled` (the run is stopping); everything else is a result.
         """
-        req = self.provider.build_request(self.settings.base_url, title, year, self.settings.api_key)
+        result = self._fetch(title, year, year)
+        if result.status == NOT_FOUND and year is not None and self.provider.filters_by_year:
+            # the metadata's year is often a year off the provider's: ask once more without the
+            # filter, still ranking candidates by closeness to the year
+            again = self._fetch(title, None, year)
+            result = replace(again, attempts=result.attempts + again.attempts)
+        return result
+
+    def _fetch(self, title: str, query_year: int | None, year: int | None) -> FetchResult:
+        req = self.provider.build_request(self.settings.base_url, title, query_year, self.settings.api_key)
         key = self.settings.api_key
         last_problem = "no attempt"
         attempts = 0

@@ -50,6 +50,8 @@ class Provider(ABC):
 
     name: str
     default_url: str
+    #: the search filters by year when given one (so a year off by one finds nothing)
+    filters_by_year: bool = False
 
     @abstractmethod
     def build_request(self, base_url: str | None, title: str, year: int | None, key: Secret) -> ApiRequest:
@@ -111,6 +113,7 @@ class Tmdb(Provider):
 
     name = "tmdb"
     default_url = "https://api.themoviedb.org"
+    filters_by_year = True
 
     def build_request(self, base_url: str | None, title: str, year: int | None, key: Secret) -> ApiRequest:
         params: dict[str, str | int] = {"query": title}
