@@ -35,8 +35,12 @@ def make_titles(n: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     a = rng.choice(WORDS, n)
     b = rng.choice(WORDS, n)
-    return pd.DataFrame({"title": [f"{x} и {y} {i}" for i, (x, y) in enumerate(zip(a, b))],
-                         "release_year": rng.integers(1960, 2024, n)})
+    return pd.DataFrame(
+        {
+            "title": [f"{x} и {y} {i}" for i, (x, y) in enumerate(zip(a, b, strict=True))],
+            "release_year": rng.integers(1960, 2024, n),
+        }
+    )
 
 
 def cpu_seconds() -> float:
@@ -56,9 +60,19 @@ def server_cpu_seconds(pid: int) -> float:
 
 def start_emulator(latency: float) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rekko.enrich.emulator", "--key", KEY, "--latency", str(latency),
-         "--description-chars", "500"],  # Kinopoisk descriptions run to a few hundred characters
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "rekko.enrich.emulator",
+            "--key",
+            KEY,
+            "--latency",
+            str(latency),
+            "--description-chars",
+            "500",
+        ],  # Kinopoisk descriptions run to a few hundred characters
+        stdout=subprocess.PIPE,
+        text=True,
     )
     url = proc.stdout.readline().strip()
     if not url.startswith("http://127.0.0.1:"):
@@ -86,6 +100,7 @@ def main() -> None:
             out = fn(*args, **kwargs)
             into.append(time.perf_counter() - t)
             return out
+
         return wrapper
 
     runner.append_journal = timed(runner.append_journal, flush_seconds)
@@ -94,8 +109,15 @@ def main() -> None:
     titles = make_titles(n)
     proc, url = start_emulator(args.latency)
     try:
-        settings = EnrichSettings(api_key=KEY, base_url=url, rate_limit=None, concurrency=args.concurrency,
-                                  flush_every=args.flush_every, progress="off", timeout=10)
+        settings = EnrichSettings(
+            api_key=KEY,
+            base_url=url,
+            rate_limit=None,
+            concurrency=args.concurrency,
+            flush_every=args.flush_every,
+            progress="off",
+            timeout=10,
+        )
         with tempfile.TemporaryDirectory() as tmp:
             cache = Path(tmp) / "api_cache.parquet"
             cpu0, srv0 = cpu_seconds(), server_cpu_seconds(proc.pid)
@@ -122,14 +144,18 @@ def main() -> None:
     print(f"wall time              {wall:.2f} s  ({summary.requests} requests)")
     print(f"throughput             {rate:.0f} titles/s  (ideal {ideal:.0f}/s: {rate / ideal:.0%} of it)")
     print(f"client overhead        {overhead_ms:.2f} ms per request (wall x concurrency / requests - latency)")
-    print(f"client CPU             {client_cpu / summary.requests * 1e3:.2f} ms per request "
-          f"(all threads, flushes included: the client alone could do {summary.requests / client_cpu:.0f}/s "
-          f"on one core)")
+    print(
+        f"client CPU             {client_cpu / summary.requests * 1e3:.2f} ms per request "
+        f"(all threads, flushes included: the client alone could do {summary.requests / client_cpu:.0f}/s "
+        f"on one core)"
+    )
     print(f"emulator CPU           {server_cpu / summary.requests * 1e3:.2f} ms per request (separate process)")
     print(f"load average           {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the end")
-    print(f"cache flushes          {len(flush_seconds)} x {args.flush_every} titles, {sum(flush_seconds):.2f} s in all "
-          f"(max {max(flush_seconds) * 1e3:.0f} ms); final compaction {compact_seconds[0]:.2f} s; "
-          f"cache file {cache_mb:.1f} MB")
+    print(
+        f"cache flushes          {len(flush_seconds)} x {args.flush_every} titles, {sum(flush_seconds):.2f} s in all "
+        f"(max {max(flush_seconds) * 1e3:.0f} ms); final compaction {compact_seconds[0]:.2f} s; "
+        f"cache file {cache_mb:.1f} MB"
+    )
     print(f"resumed run            {resume_wall:.2f} s, {resumed.requests} requests")
     print(f"peak RSS               {rss_mb:.0f} MB")
 

@@ -15,15 +15,15 @@ from rekko.enrich.cache import (
     SCHEMA,
     append_journal,
     compact_cache,
-    journal_parts,
-    records_frame,
     default_cache_path,
     empty_cache,
+    journal_parts,
     load_cache,
     merge_records,
     migrate_legacy,
     migrate_legacy_file,
     read_cache_as_ratings,
+    records_frame,
     result_record,
     titles_to_ask,
     unique_titles,
@@ -110,8 +110,9 @@ def test_load_cache_missing_file_is_empty_and_bad_files_are_input_errors(tmp_pat
 
 
 def test_unique_titles_dedupes_by_normalised_title_and_year(caplog):
-    titles = pd.DataFrame({"title": ["Брат", "брат!", "Брат", "", None, "Сталкер"],
-                           "release_year": [1997, 1997, 2010, 2000, 2000, None]})
+    titles = pd.DataFrame(
+        {"title": ["Брат", "брат!", "Брат", "", None, "Сталкер"], "release_year": [1997, 1997, 2010, 2000, 2000, None]}
+    )
     out = unique_titles(titles)
     assert out[C.TITLE].tolist() == ["Брат", "Брат", "Сталкер"]
     assert out[C.RELEASE_YEAR].tolist() == [1997, 2010, pd.NA]
@@ -136,13 +137,22 @@ def test_titles_to_ask_follows_status_age_and_year_rules():
     titles = unique_titles(
         pd.DataFrame(
             {
-                "title": ["found", "Missing recently", "Missing long ago", "Failed", "Yearless", "Dated", "Dated", "New"],
+                "title": [
+                    "found",
+                    "Missing recently",
+                    "Missing long ago",
+                    "Failed",
+                    "Yearless",
+                    "Dated",
+                    "Dated",
+                    "New",
+                ],
                 "release_year": [None, None, None, None, 1999, 2001, 2002, None],
             }
         )
     )
     todo = titles_to_ask(titles, cache, now=NOW, not_found_max_age=timedelta(days=30))
-    assert list(zip(todo[C.TITLE], todo[C.RELEASE_YEAR].astype(object))) == [
+    assert list(zip(todo[C.TITLE], todo[C.RELEASE_YEAR].astype(object), strict=True)) == [
         ("Missing long ago", pd.NA),
         ("Failed", pd.NA),
         ("Dated", 2002),
@@ -206,12 +216,13 @@ def test_journal_parts_are_merged_on_load_and_compacted(tmp_path):
     p2 = append_journal(records_frame([found("C", rating=3.0), found("A", rating=4.0)]), path)
     assert journal_parts(path) == [p1, p2] and p1.parent == tmp_path / ".api_cache.parquet.journal"
     merged = load_cache(path)
-    assert dict(zip(merged[C.TITLE], merged[C.RATING])) == {"A": 4.0, "B": 2.0, "C": 3.0}
+    assert dict(zip(merged[C.TITLE], merged[C.RATING], strict=True)) == {"A": 4.0, "B": 2.0, "C": 3.0}
     assert read_cache_as_ratings(path)[C.TITLE].tolist() == ["B", "C", "A"]
     # killed after writing the file but before dropping the parts: loading again gives the same cache
     write_cache(merged, path)
-    pd.testing.assert_frame_equal(load_cache(path).sort_values(C.TITLE, ignore_index=True),
-                                  merged.sort_values(C.TITLE, ignore_index=True))
+    pd.testing.assert_frame_equal(
+        load_cache(path).sort_values(C.TITLE, ignore_index=True), merged.sort_values(C.TITLE, ignore_index=True)
+    )
     compact_cache(path, merged, [p1, p2])
     assert journal_parts(path) == [] and not (tmp_path / ".api_cache.parquet.journal").exists()
     pd.testing.assert_frame_equal(load_cache(path), merged)

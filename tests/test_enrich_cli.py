@@ -34,9 +34,22 @@ def write_movies(path: Path, n: int) -> Path:
 
 
 def enrich_cmd(api: ApiEmulator, tmp_path: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "rekko.enrich", "--movies", str(tmp_path / "movies.parquet"),
-            "--ratings", str(tmp_path / "Movies_r_d.xlsx"), "--api-url", api.url, "--rate", "0",
-            "--progress", "log", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "rekko.enrich",
+        "--movies",
+        str(tmp_path / "movies.parquet"),
+        "--ratings",
+        str(tmp_path / "Movies_r_d.xlsx"),
+        "--api-url",
+        api.url,
+        "--rate",
+        "0",
+        "--progress",
+        "log",
+        *extra,
+    ]
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -47,7 +60,11 @@ def env(**extra: str) -> dict[str, str]:
 def test_register_adds_enrich_with_seed_defaults_and_handler():
     args = parse()
     assert args.handler is cli.run
-    assert (args.movies, args.ratings, args.cache) == (Path("data/movies_metdata.parquet"), Path("data/Movies_r_d.xlsx"), None)
+    assert (args.movies, args.ratings, args.cache) == (
+        Path("data/movies_metdata.parquet"),
+        Path("data/Movies_r_d.xlsx"),
+        None,
+    )
     args = parse("--provider", "tmdb", "--rate", "0", "--concurrency", "8", "--cache", "x.parquet")
     assert (args.provider, args.rate, args.concurrency, args.cache) == ("tmdb", 0.0, 8, Path("x.parquet"))
 
@@ -77,8 +94,14 @@ def test_run_reports_bad_movies_file(monkeypatch, tmp_path):
 
 def test_module_without_key_exits_2(tmp_path):
     write_movies(tmp_path / "movies.parquet", 2)
-    proc = subprocess.run([sys.executable, "-m", "rekko.enrich", "--movies", str(tmp_path / "movies.parquet")],
-                          capture_output=True, text=True, env=env(), cwd=tmp_path, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "rekko.enrich", "--movies", str(tmp_path / "movies.parquet")],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "REKKO_API_KEY is not set" in proc.stderr
 
@@ -86,10 +109,17 @@ def test_module_without_key_exits_2(tmp_path):
 def test_module_run_migrates_legacy_and_prints_summary(tmp_path):
     write_movies(tmp_path / "movies.parquet", 5)
     pd.DataFrame({"name": ["Фильм 0"], "rating": ["dict_values([6.664])"], "description": ["Старое"]}).to_excel(
-        tmp_path / "Movies_r_d.xlsx", index=False, engine="openpyxl")
+        tmp_path / "Movies_r_d.xlsx", index=False, engine="openpyxl"
+    )
     with ApiEmulator("kinopoisk", api_key=KEY, echo_unknown=True) as api:
-        proc = subprocess.run(enrich_cmd(api, tmp_path), capture_output=True, text=True, timeout=60,
-                              env=env(REKKO_API_KEY=KEY), cwd=tmp_path)
+        proc = subprocess.run(
+            enrich_cmd(api, tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env(REKKO_API_KEY=KEY),
+            cwd=tmp_path,
+        )
     assert proc.returncode == 0, proc.stderr
     assert "enrich: found 4, not found 0, errors 0, remaining 0" in proc.stdout
     assert "migrated 1 legacy rows" in proc.stdout
@@ -119,8 +149,9 @@ def test_killed_run_resumes_without_asking_twice(tmp_path, sig):
     cache_path = tmp_path / "api_cache.parquet"
     with ApiEmulator("kinopoisk", api_key=KEY, echo_unknown=True, latency=0.03) as api:
         cmd = enrich_cmd(api, tmp_path, "--concurrency", str(conc), "--flush-every", str(flush))
-        proc = subprocess.Popen(cmd, env=env(REKKO_API_KEY=KEY), cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            cmd, env=env(REKKO_API_KEY=KEY), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         try:
             _wait_for_rows(cache_path, proc, at_least=15)
             proc.send_signal(sig)
@@ -140,8 +171,9 @@ def test_killed_run_resumes_without_asking_twice(tmp_path, sig):
         else:
             assert len(hit_first - saved) <= flush + 2 * conc  # at most one batch and the requests in flight
 
-        proc2 = subprocess.run(cmd, env=env(REKKO_API_KEY=KEY), cwd=tmp_path, capture_output=True, text=True,
-                               timeout=60)
+        proc2 = subprocess.run(
+            cmd, env=env(REKKO_API_KEY=KEY), cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
         assert proc2.returncode == 0, proc2.stderr
         final = load_cache(cache_path)
         assert sorted(final[C.TITLE]) == sorted(f"Фильм {i}" for i in range(n))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import socket
 import threading
 from datetime import datetime, timedelta, timezone
@@ -27,14 +28,25 @@ from rekko.exceptions import EnrichmentError
 
 KEY = "kp-SECRET-0123456789"
 CATALOGUE = {
-    "Брат": [movie(2, "Брат 2", 2000, 8.0, 400_000), movie(1, "Брат", 1997, 8.3, 600_000), movie(3, "Брат", 2010, 5.1, 10)],
+    "Брат": [
+        movie(2, "Брат 2", 2000, 8.0, 400_000),
+        movie(1, "Брат", 1997, 8.3, 600_000),
+        movie(3, "Брат", 2010, 5.1, 10),
+    ],
     "Heat": [movie(949, "Heat", 1995, 7.9, 6000), movie(950, "Heat", 1986, 5.0, 100)],
 }
 
 
 def settings(api: ApiEmulator, **kw) -> EnrichSettings:
-    base = {"api_key": KEY, "provider": api.provider, "base_url": api.url, "rate_limit": None,
-            "backoff_base": 0.005, "backoff_max": 0.05, "timeout": 2.0}
+    base = {
+        "api_key": KEY,
+        "provider": api.provider,
+        "base_url": api.url,
+        "rate_limit": None,
+        "backoff_base": 0.005,
+        "backoff_max": 0.05,
+        "timeout": 2.0,
+    }
     return EnrichSettings(**{**base, **kw})
 
 
@@ -97,7 +109,7 @@ def test_429_burst_honours_retry_after_then_succeeds(kp):
         res = client.fetch("Heat")
     assert res.status == FOUND and res.attempts == 4 and client.n_retries == 3
     times = [r["t"] for r in kp.requests]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 0.2  # waited at least what the server asked, not the 5 ms backoff
 
 
@@ -167,8 +179,9 @@ def test_connection_refused_is_an_error_after_retries():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cfg = EnrichSettings(api_key=KEY, base_url=f"http://127.0.0.1:{port}", backoff_base=0.001, max_retries=2,
-                         rate_limit=None)
+    cfg = EnrichSettings(
+        api_key=KEY, base_url=f"http://127.0.0.1:{port}", backoff_base=0.001, max_retries=2, rate_limit=None
+    )
     with ApiClient(cfg) as client:
         res = client.fetch("Heat")
     assert res.status == ERROR and res.error == "connection error (ConnectionError) after 3 attempts"

@@ -78,10 +78,24 @@ def test_kinopoisk_tolerates_wrong_field_types():
 
 def test_tmdb_parse_reads_year_and_treats_no_votes_as_unknown_rating():
     results = [
-        {"id": 949, "title": "Heat", "original_title": "Heat", "overview": "Cops and robbers.",
-         "vote_average": 7.9, "vote_count": 6000, "release_date": "1995-12-15"},
-        {"id": 1, "title": "Heat", "original_title": "Hitze", "overview": "", "vote_average": 0.0,
-         "vote_count": 0, "release_date": ""},
+        {
+            "id": 949,
+            "title": "Heat",
+            "original_title": "Heat",
+            "overview": "Cops and robbers.",
+            "vote_average": 7.9,
+            "vote_count": 6000,
+            "release_date": "1995-12-15",
+        },
+        {
+            "id": 1,
+            "title": "Heat",
+            "original_title": "Hitze",
+            "overview": "",
+            "vote_average": 0.0,
+            "vote_count": 0,
+            "release_date": "",
+        },
     ]
     a, b = Tmdb().parse({"page": 1, "results": results, "total_pages": 1, "total_results": 2})
     assert a == Candidate("949", "Heat", ("Heat",), 1995, 7.9, 6000, "Cops and robbers.")
@@ -149,8 +163,11 @@ def test_best_match_none_without_title_match():
 @settings(deadline=None)  # a shared 2-core machine; speed is not what this checks
 @given(
     st.lists(
-        st.tuples(st.sampled_from(["Брат", "брат!", "Брат 2", "Сёстры", "сестры"]), st.none() | st.integers(1990, 2000),
-                  st.none() | st.integers(0, 10)),
+        st.tuples(
+            st.sampled_from(["Брат", "брат!", "Брат 2", "Сёстры", "сестры"]),
+            st.none() | st.integers(1990, 2000),
+            st.none() | st.integers(0, 10),
+        ),
         max_size=8,
     ),
     st.sampled_from(["Брат", "Сестры", "Война"]),
@@ -172,7 +189,7 @@ def test_best_match_property(rows, title, year):
         assert (got.votes or 0) == max(c.votes or 0 for c in matching)
 
 
-TITLE_CHARS = st.sampled_from(list("абвгдеёжзийклмнопрстуфхцчшщъыьэюяАБВЁЯ" "abcXYZ0129_ " "\t\n\u00a0!?.,:;-—«»\"'()&"))
+TITLE_CHARS = st.sampled_from(list("абвгдеёжзийклмнопрстуфхцчшщъыьэюяАБВЁЯabcXYZ0129_ \t\n\u00a0!?.,:;-—«»\"'()&"))
 
 
 @settings(deadline=None)

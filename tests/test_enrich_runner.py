@@ -30,8 +30,18 @@ CATALOGUE = {
 
 
 def settings(api: ApiEmulator, **kw) -> EnrichSettings:
-    base = {"api_key": KEY, "provider": api.provider, "base_url": api.url, "rate_limit": None, "concurrency": 3,
-            "backoff_base": 0.005, "backoff_max": 0.05, "timeout": 2.0, "flush_every": 2, "progress": "log"}
+    base = {
+        "api_key": KEY,
+        "provider": api.provider,
+        "base_url": api.url,
+        "rate_limit": None,
+        "concurrency": 3,
+        "backoff_base": 0.005,
+        "backoff_max": 0.05,
+        "timeout": 2.0,
+        "flush_every": 2,
+        "progress": "log",
+    }
     return EnrichSettings(**{**base, **kw})
 
 
@@ -45,14 +55,22 @@ def test_enrich_fills_the_cache_and_counts(kp, tmp_path):
     kp.script("Сталкер", TOO_MANY, SERVER_ERROR)
     kp.script("Garbage", GARBAGE)
     kp.script("Shape", WRONG_SHAPE)
-    titles = pd.DataFrame({
-        "title": ["Брат", "Сталкер", "Солярис", "Без рейтинга", "Nothing", "Garbage", "Shape", "брат"],
-        "release_year": [None, None, 2002, None, None, None, None, None],
-    })
+    titles = pd.DataFrame(
+        {
+            "title": ["Брат", "Сталкер", "Солярис", "Без рейтинга", "Nothing", "Garbage", "Shape", "брат"],
+            "release_year": [None, None, 2002, None, None, None, None, None],
+        }
+    )
     cache_path = tmp_path / "api_cache.parquet"
     summary = enrich_titles(titles, cache_path, settings(kp))
     assert (summary.titles, summary.cached, summary.found, summary.not_found, summary.errors, summary.remaining) == (
-        7, 0, 4, 1, 2, 0)
+        7,
+        0,
+        4,
+        1,
+        2,
+        0,
+    )
     assert summary.stopped is None and summary.retries == 2 and summary.requests == 9
     cache = load_cache(cache_path).set_index(C.TITLE)
     assert cache.loc["Брат", C.PROVIDER_ID] == "1"
@@ -124,7 +142,10 @@ def test_tmdb_end_to_end(tmp_path):
         summary = enrich_titles(titles, tmp_path / "c.parquet", settings(api))
     assert (summary.found, summary.not_found) == (2, 1)
     cache = load_cache(tmp_path / "c.parquet")
-    assert dict(zip(cache[C.RELEASE_YEAR].dropna(), cache[C.PROVIDER_ID].dropna())) == {1986: "950", 1995: "949"}
+    assert dict(zip(cache[C.RELEASE_YEAR].dropna(), cache[C.PROVIDER_ID].dropna(), strict=True)) == {
+        1986: "950",
+        1995: "949",
+    }
     assert (cache[C.PROVIDER] == "tmdb").all()
 
 
@@ -136,14 +157,25 @@ def test_limit_asks_at_most_n(kp, tmp_path):
 
 def test_nothing_to_ask_makes_no_request(kp, tmp_path):
     summary = enrich_titles(pd.DataFrame({"title": ["", None]}), tmp_path / "c.parquet", settings(kp))
-    assert summary == EnrichSummary(titles=0, cached=0, found=0, not_found=0, errors=0, remaining=0,
-                                    seconds=summary.seconds)
+    assert summary == EnrichSummary(
+        titles=0, cached=0, found=0, not_found=0, errors=0, remaining=0, seconds=summary.seconds
+    )
     assert kp.total_hits == 0 and not (tmp_path / "c.parquet").exists()
 
 
 def test_summary_text():
-    s = EnrichSummary(titles=10, cached=2, found=5, not_found=1, errors=1, remaining=1, stopped="daily_limit",
-                      requests=9, retries=2, seconds=1.25)
+    s = EnrichSummary(
+        titles=10,
+        cached=2,
+        found=5,
+        not_found=1,
+        errors=1,
+        remaining=1,
+        stopped="daily_limit",
+        requests=9,
+        retries=2,
+        seconds=1.25,
+    )
     assert str(s) == (
         "found 5, not found 1, errors 1, remaining 1 (of 10 titles; 2 already cached; 9 requests, 2 retries, 1.2 s)"
         "; stopped early: daily limit"
@@ -168,8 +200,15 @@ def test_key_never_in_logs_output_cache_or_errors(kp, tmp_path, caplog, capsys, 
     with pytest.raises(ApiKeyRejected) as exc:
         enrich_titles(pd.DataFrame({"title": ["Ещё"]}), tmp_path / "c.parquet", cfg.with_(api_key=wrong))
     out = capsys.readouterr()
-    texts = [caplog.text, out.out, out.err, str(exc.value), repr(exc.value), repr(cfg),
-             (tmp_path / "c.parquet").read_bytes().decode("latin-1")]
+    texts = [
+        caplog.text,
+        out.out,
+        out.err,
+        str(exc.value),
+        repr(exc.value),
+        repr(cfg),
+        (tmp_path / "c.parquet").read_bytes().decode("latin-1"),
+    ]
     assert caplog.text  # the logs were captured at all
     for text in texts:
         assert KEY not in text

@@ -27,7 +27,13 @@ def test_env_and_overrides():
         "REKKO_API_CONCURRENCY": "3",
     }
     s = EnrichSettings.from_env(env, concurrency=8, timeout=None)
-    assert (s.provider, s.base_url, s.rate_limit, s.concurrency, s.timeout) == ("tmdb", "http://127.0.0.1:1", None, 8, 10.0)
+    assert (s.provider, s.base_url, s.rate_limit, s.concurrency, s.timeout) == (
+        "tmdb",
+        "http://127.0.0.1:1",
+        None,
+        8,
+        10.0,
+    )
 
 
 def test_missing_key_is_an_input_error_naming_the_variable():

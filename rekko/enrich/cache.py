@@ -172,12 +172,18 @@ def migrate_legacy(legacy: pd.DataFrame, *, source: str, fetched_at: datetime) -
         raise MissingColumnsError(missing, path=source, available=legacy.columns)
     title = df[C.TITLE].astype("string").str.strip()
     rating = parse_rating(df[C.RATING])
-    unparsed = df[C.RATING].notna() & rating.isna() & ~df[C.RATING].astype("string").str.strip().isin(
-        ["", "-1", "-1.0", "dict_values([])", "dict_values([-1])"]
+    unparsed = (
+        df[C.RATING].notna()
+        & rating.isna()
+        & ~df[C.RATING].astype("string").str.strip().isin(["", "-1", "-1.0", "dict_values([])", "dict_values([-1])"])
     )
     if unparsed.any():
-        log.warning("%s: %d ratings have no number and are kept as unknown, e.g. %r",
-                    source, int(unparsed.sum()), df.loc[unparsed, C.RATING].iloc[0])
+        log.warning(
+            "%s: %d ratings have no number and are kept as unknown, e.g. %r",
+            source,
+            int(unparsed.sum()),
+            df.loc[unparsed, C.RATING].iloc[0],
+        )
     if C.DESCRIPTION in df.columns:
         desc = df[C.DESCRIPTION].astype("string").str.strip()
         desc = desc.mask(desc.isin(["", "-1", "nan", "None"]))
@@ -187,7 +193,9 @@ def migrate_legacy(legacy: pd.DataFrame, *, source: str, fetched_at: datetime) -
     has_data = rating.notna().to_numpy() | desc.notna().to_numpy()
     no_title = title.isna() | (title == "")
     if no_title.any():
-        log.warning("%s: %d rows have no title and cannot be matched; they are not migrated", source, int(no_title.sum()))
+        log.warning(
+            "%s: %d rows have no title and cannot be matched; they are not migrated", source, int(no_title.sum())
+        )
     out = pd.DataFrame(
         {
             C.TITLE: title,
@@ -216,8 +224,13 @@ def migrate_legacy_file(legacy_path: Path, cache_path: Path) -> int:
     mtime = datetime.fromtimestamp(legacy_path.stat().st_mtime, tz=timezone.utc)
     rows = migrate_legacy(legacy, source=str(legacy_path), fetched_at=mtime)
     write_cache(rows, cache_path)
-    log.info("migrated %d rows of %s into %s (%d with data)", len(rows), legacy_path, cache_path,
-             int((rows[C.STATUS] == FOUND).sum()))
+    log.info(
+        "migrated %d rows of %s into %s (%d with data)",
+        len(rows),
+        legacy_path,
+        cache_path,
+        int((rows[C.STATUS] == FOUND).sum()),
+    )
     return len(rows)
 
 

@@ -30,31 +30,59 @@ HELP = "fetch ratings and descriptions from the movie API into the cache"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``enrich`` options (shared by ``rekko enrich`` and ``python -m rekko.enrich``)."""
     defaults = PipelinePaths()
-    parser.add_argument("--movies", type=Path, default=defaults.movies,
-                        help="movies metadata with 'title' (and optional 'release_year') (default: %(default)s)")
-    parser.add_argument("--ratings", type=Path, default=defaults.ratings,
-                        help="legacy ratings cache, migrated into the API cache on the first run (default: %(default)s)")
-    parser.add_argument("--cache", type=Path, default=None,
-                        help="API cache parquet (default: api_cache.parquet beside --ratings)")
-    parser.add_argument("--provider", choices=PROVIDERS, default=None,
-                        help=f"API provider (env {ENV_PROVIDER}; default kinopoisk)")
+    parser.add_argument(
+        "--movies",
+        type=Path,
+        default=defaults.movies,
+        help="movies metadata with 'title' (and optional 'release_year') (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--ratings",
+        type=Path,
+        default=defaults.ratings,
+        help="legacy ratings cache, migrated into the API cache on the first run (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="API cache parquet (default: api_cache.parquet beside --ratings)"
+    )
+    parser.add_argument(
+        "--provider", choices=PROVIDERS, default=None, help=f"API provider (env {ENV_PROVIDER}; default kinopoisk)"
+    )
     parser.add_argument("--api-url", default=None, help=f"API base URL (env {ENV_URL}; default: the provider's)")
-    parser.add_argument("--rate", type=float, default=None,
-                        help="client-side limit in requests per second, 0 = off (env REKKO_API_RATE; default 5)")
-    parser.add_argument("--concurrency", type=int, default=None,
-                        help="parallel requests (env REKKO_API_CONCURRENCY; default 4)")
-    parser.add_argument("--timeout", type=float, default=None,
-                        help="seconds per request (env REKKO_API_TIMEOUT; default 10)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="client-side limit in requests per second, 0 = off (env REKKO_API_RATE; default 5)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="parallel requests (env REKKO_API_CONCURRENCY; default 4)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="seconds per request (env REKKO_API_TIMEOUT; default 10)"
+    )
     parser.add_argument("--retries", type=int, default=None, help="retries per title on 5xx/429/timeouts (default 5)")
-    parser.add_argument("--backoff-base", type=float, default=None,
-                        help="first retry delay in seconds, doubled each retry (default 0.5)")
-    parser.add_argument("--flush-every", type=int, default=None,
-                        help="write the cache every N answers (default 50)")
-    parser.add_argument("--not-found-max-age", type=float, default=None, metavar="DAYS",
-                        help="ask again about titles not found more than DAYS ago (default 30)")
+    parser.add_argument(
+        "--backoff-base",
+        type=float,
+        default=None,
+        help="first retry delay in seconds, doubled each retry (default 0.5)",
+    )
+    parser.add_argument("--flush-every", type=int, default=None, help="write the cache every N answers (default 50)")
+    parser.add_argument(
+        "--not-found-max-age",
+        type=float,
+        default=None,
+        metavar="DAYS",
+        help="ask again about titles not found more than DAYS ago (default 30)",
+    )
     parser.add_argument("--limit", type=int, default=None, help="ask at most N titles this run")
-    parser.add_argument("--progress", choices=PROGRESS_MODES, default="auto",
-                        help="progress bar on a terminal, log lines otherwise (default: %(default)s)")
+    parser.add_argument(
+        "--progress",
+        choices=PROGRESS_MODES,
+        default="auto",
+        help="progress bar on a terminal, log lines otherwise (default: %(default)s)",
+    )
 
 
 def register(subparsers: Any) -> None:

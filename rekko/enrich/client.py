@@ -220,8 +220,9 @@ class ApiClient:
                 kind = "timeout" if isinstance(exc, requests.Timeout) else "connection error"
                 last_problem = f"{kind} ({type(exc).__name__})"
             except requests.RequestException as exc:
-                return FetchResult(ERROR, error=redact(f"request failed: {type(exc).__name__}: {exc}", key),
-                                   attempts=attempts)
+                return FetchResult(
+                    ERROR, error=redact(f"request failed: {type(exc).__name__}: {exc}", key), attempts=attempts
+                )
             else:
                 with resp:
                     status = resp.status_code
@@ -246,8 +247,9 @@ class ApiClient:
                             if status == 429:
                                 self.limiter.pause_until(time.monotonic() + delay)
                     elif not 200 <= status < 300:
-                        return FetchResult(ERROR, error=redact(f"HTTP {status}: {_snippet(resp)}", key),
-                                           attempts=attempts)
+                        return FetchResult(
+                            ERROR, error=redact(f"HTTP {status}: {_snippet(resp)}", key), attempts=attempts
+                        )
                     else:
                         return self._parse(resp, title, year, attempts)
             if attempt == self.settings.max_retries:
@@ -266,7 +268,8 @@ class ApiClient:
             payload = resp.json()
         except ValueError:
             return FetchResult(
-                ERROR, error=redact(f"malformed JSON body: {_snippet(resp)!r}", self.settings.api_key),
+                ERROR,
+                error=redact(f"malformed JSON body: {_snippet(resp)!r}", self.settings.api_key),
                 attempts=attempts,
             )
         try:
@@ -275,8 +278,12 @@ class ApiClient:
             return FetchResult(ERROR, error=f"unexpected JSON shape: {exc}", attempts=attempts)
         match = best_match(candidates, title, year)
         if match is None:
-            return FetchResult(NOT_FOUND, n_candidates=len(candidates), attempts=attempts,
-                               error=f"no exact title match among {len(candidates)} candidates" if candidates else None)
+            return FetchResult(
+                NOT_FOUND,
+                n_candidates=len(candidates),
+                attempts=attempts,
+                error=f"no exact title match among {len(candidates)} candidates" if candidates else None,
+            )
         return FetchResult(FOUND, candidate=match, n_candidates=len(candidates), attempts=attempts)
 
 

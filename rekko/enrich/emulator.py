@@ -40,10 +40,18 @@ class Movie:
     alt_title: str | None = None
 
 
-def movie(id: int, title: str, year: int | None = None, rating: float | None = None, votes: int = 100,
-          description: str | None = None, alt_title: str | None = None) -> Movie:
-    return Movie(id, title, year, rating, votes, description if description is not None else f"About {title}.",
-                 alt_title)
+def movie(
+    id: int,
+    title: str,
+    year: int | None = None,
+    rating: float | None = None,
+    votes: int = 100,
+    description: str | None = None,
+    alt_title: str | None = None,
+) -> Movie:
+    return Movie(
+        id, title, year, rating, votes, description if description is not None else f"About {title}.", alt_title
+    )
 
 
 @dataclass(frozen=True)
@@ -155,9 +163,11 @@ class ApiEmulator:
             return scripted
         movies = self.catalogue.get(title)
         if movies is None:
-            movies = [Movie(abs(hash(title)) % 10**7, title, None, 7.0, 1000, self._description(title))] if (
-                self.echo_unknown
-            ) else []
+            movies = (
+                [Movie(abs(hash(title)) % 10**7, title, None, 7.0, 1000, self._description(title))]
+                if (self.echo_unknown)
+                else []
+            )
         if self.provider == "tmdb" and year_param:
             movies = [m for m in movies if m.year == int(year_param)]
         body = self._render(movies)
@@ -252,8 +262,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--empty", action="store_true", help="answer every title with no results")
     parser.add_argument("--description-chars", type=int, default=0, help="length of echoed descriptions")
     args = parser.parse_args(argv)
-    api = ApiEmulator(args.provider, api_key=args.key, echo_unknown=not args.empty, latency=args.latency,
-                      description_chars=args.description_chars).start()
+    api = ApiEmulator(
+        args.provider,
+        api_key=args.key,
+        echo_unknown=not args.empty,
+        latency=args.latency,
+        description_chars=args.description_chars,
+    ).start()
     print(api.url, flush=True)
     try:
         threading.Event().wait()

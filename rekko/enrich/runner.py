@@ -145,7 +145,12 @@ class _Progress:
             rate = self.done / max(now - self.start, 1e-9)
             log.info(
                 "enrich: %d/%d titles (found %d, not found %d, errors %d), %.1f titles/s",
-                self.done, self.total, counts[FOUND], counts[NOT_FOUND], counts[ERROR], rate,
+                self.done,
+                self.total,
+                counts[FOUND],
+                counts[NOT_FOUND],
+                counts[ERROR],
+                rate,
             )
 
     def close(self) -> None:
@@ -176,14 +181,17 @@ def enrich_titles(
     now = now or datetime.now(timezone.utc)
     distinct = unique_titles(titles)
     cache = load_cache(cache_path)
-    todo = titles_to_ask(
-        distinct, cache, now=now, not_found_max_age=timedelta(days=settings.not_found_max_age_days)
-    )
+    todo = titles_to_ask(distinct, cache, now=now, not_found_max_age=timedelta(days=settings.not_found_max_age_days))
     cached = len(distinct) - len(todo)
     if limit is not None:
         todo = todo.iloc[: max(limit, 0)]
-    log.info("enrich: %d distinct titles, %d answered by the cache, %d to ask %s",
-             len(distinct), cached, len(todo), settings.provider)
+    log.info(
+        "enrich: %d distinct titles, %d answered by the cache, %d to ask %s",
+        len(distinct),
+        cached,
+        len(todo),
+        settings.provider,
+    )
 
     counts = {FOUND: 0, NOT_FOUND: 0, ERROR: 0}
     stopped: str | None = None
