@@ -34,7 +34,7 @@ from rekko.serve.schemas import (
     SimilarMovie,
     SimKind,
 )
-from rekko.serve.state import ArtifactState, Snapshot
+from rekko.serve.state import ArtifactState, Snapshot, SnapshotSource
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ MovieId = Annotated[str, Path(description="movie id as in the movies metadata")]
 _NOT_FOUND = {404: {"model": Error, "description": "unknown movie"}}
 
 
-def create_app(paths: ArtifactPaths | None = None, *, state: ArtifactState | None = None,
+def create_app(paths: ArtifactPaths | None = None, *, state: SnapshotSource | None = None,
                reload_interval: float | None = 2.0) -> FastAPI:
     """Build the app over ``paths`` (loaded and verified now) or over a ready ``state``.
 

@@ -51,15 +51,15 @@ class MovieCatalog:
     def details(self, position: int) -> dict[str, Any]:
         """One movie as JSON-ready Python values (lists for list columns, None for missing)."""
         row = self.frame.iloc[position]
-        return {col: _plain(row[col]) for col in self.frame.columns}
+        return {col: json_value(row[col]) for col in self.frame.columns}
 
 
-def _plain(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """numpy/pandas scalars and arrays to JSON-ready Python values; NaN/NA to None."""
     if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
+        return [json_value(v) for v in value.tolist()]
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [json_value(v) for v in value]
     if value is None or value is pd.NA or value is pd.NaT:
         return None
     if isinstance(value, np.generic):

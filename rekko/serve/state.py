@@ -21,7 +21,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rekko.artifacts import Manifest
 from rekko.exceptions import ArtifactError
@@ -61,6 +61,26 @@ class Snapshot:
             "interactions": int(a.history.nnz),
             "similarity_nnz": {kind: int(m.nnz) for kind, m in a.sims.items()},
         }
+
+
+class SnapshotSource(Protocol):
+    """What the app needs from a state holder: :class:`ArtifactState` here, or a worker's
+    :class:`~rekko.serve.shared.BundleState` following the parent's bundles."""
+
+    reload_error: str | None
+    reloads: int
+    failed_reloads: int
+    checked_at: datetime
+
+    @property
+    def snapshot(self) -> Snapshot: ...
+
+    @property
+    def status(self) -> str: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 def watched_paths(paths: ArtifactPaths) -> tuple[Path, ...]:

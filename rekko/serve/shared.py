@@ -1,0 +1,366 @@
+"""Several worker processes over one copy of the artifacts (``rekko serve --workers N``).
+
+The parent process loads and verifies the artifacts (exactly as a single
+worker does), then *exports* the derived arrays — history, similarity and
+combined matrices as CSR parts, movie ids/titles as fixed-width strings, movie
+details as pre-encoded JSON — as ``.npy`` files into a bundle folder. Workers
+memory-map the bundle read-only, so every array lives once in the page cache
+however many workers map it: a worker's own memory is the interpreter and
+FastAPI, not the data.
+
+Reload keeps the single-worker guarantees. The parent's watcher builds and
+verifies the next generation, writes it to a new bundle folder (renamed into
+place when complete), then atomically replaces ``current.json``, which names
+the bundle and carries the parent's reload status. Each worker polls
+``current.json`` and swaps its whole snapshot reference when the bundle
+changes. Old bundles are deleted after the next swap; a worker still mapping
+one keeps its pages until it lets go (POSIX unlink semantics).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from rekko.artifacts import Manifest
+from rekko.exceptions import ArtifactError
+from rekko.io import atomic_open
+from rekko.paths import ArtifactPaths
+from rekko.recommend import SIM_KINDS, Artifacts, BlendWeights, Recommender
+from rekko.serve.catalog import json_value
+from rekko.serve.state import ArtifactState, Snapshot, _now, file_fingerprint, load_snapshot
+
+log = logging.getLogger(__name__)
+
+ENV_ROOT = "REKKO_SERVE_SHARED_DIR"
+ENV_INTERVAL = "REKKO_SERVE_RELOAD_INTERVAL"
+CURRENT = "current.json"
+BUNDLE_FORMAT = "rekko.serve-bundle/1"
+_HINT = str(ArtifactError(""))  # the "rerun the pipeline" sentence every ArtifactError ends with
+
+
+# -- the bundle on disk -----------------------------------------------------------------
+def _save_csr(folder: Path, name: str, m: sp.csr_matrix) -> None:
+    # indices and indptr in one dtype, so scipy wraps the mapped arrays instead of converting them
+    idx = np.int32 if max(m.nnz, *m.shape) < np.iinfo(np.int32).max else np.int64
+    np.save(folder / f"{name}.data.npy", np.ascontiguousarray(m.data))
+    np.save(folder / f"{name}.indices.npy", m.indices.astype(idx, copy=False))
+    np.save(folder / f"{name}.indptr.npy", m.indptr.astype(idx, copy=False))
+
+
+def _load_csr(folder: Path, name: str, shape: tuple[int, int]) -> sp.csr_matrix:
+    parts = [np.load(folder / f"{name}.{p}.npy", mmap_mode="r") for p in ("data", "indices", "indptr")]
+    m = sp.csr_matrix(tuple(parts), shape=shape, copy=False)
+    if not all(np.shares_memory(a, b) for a, b in zip((m.data, m.indices, m.indptr), parts)):
+        raise ArtifactError(f"{folder}: {name} could not be mapped without a copy")
+    return m
+
+
+def _encode_catalog(snap: Snapshot) -> tuple[np.ndarray, np.ndarray]:
+    """Each movie's details as UTF-8 JSON, concatenated, plus the offsets of each record."""
+    frame = snap.catalog.frame
+    columns = {c: frame[c].tolist() for c in frame.columns}
+    blobs = [json.dumps({c: json_value(columns[c][i]) for c in columns}, ensure_ascii=False).encode()
+             for i in range(len(frame))]
+    offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in blobs], out=offsets[1:])
+    return np.frombuffer(b"".join(blobs), dtype=np.uint8), offsets
+
+
+def export_bundle(snap: Snapshot, root: Path) -> str:
+    """Write ``snap`` as a new bundle folder under ``root``; returns its name. Never touches an existing one."""
+    rec = snap.recommender
+    a = rec.artifacts
+    name = f"{snap.version}-{uuid.uuid4().hex[:8]}"
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=root))
+    try:
+        np.save(tmp / "movie_ids.npy", np.asarray(a.movie_ids, dtype=str))
+        np.save(tmp / "titles.npy", np.asarray(a.titles, dtype=str))
+        np.save(tmp / "movie_score.npy", np.ascontiguousarray(a.movie_score))
+        np.save(tmp / "user_ids.npy", np.ascontiguousarray(a.user_ids))
+        np.save(tmp / "movie_part.npy", np.ascontiguousarray(rec.movie_part_))
+        np.save(tmp / "cold_order.npy", np.ascontiguousarray(rec.cold_order_))
+        _save_csr(tmp, "history", a.history)
+        _save_csr(tmp, "combined", rec.combined_)
+        for kind, m in a.sims.items():
+            _save_csr(tmp, f"sim_{kind}", m)
+        blob, offsets = _encode_catalog(snap)
+        np.save(tmp / "catalog.npy", blob)
+        np.save(tmp / "catalog_offsets.npy", offsets)
+        meta = {
+            "format": BUNDLE_FORMAT,
+            "manifest": json.loads(snap.manifest.to_json()),
+            "manifest_sha256": snap.manifest_sha256,
+            "loaded_at": snap.loaded_at.isoformat(),
+            "weights": asdict(rec.weights),
+            "kinds": list(a.sims),
+            "n_movies": len(a.movie_ids),
+            "n_users": len(a.user_ids),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        os.rename(tmp, root / name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return name
+
+
+class MappedRecommender(Recommender):
+    """A :class:`Recommender` whose derived arrays are read from a bundle, not recomputed per worker."""
+
+    def __init__(self, artifacts: Artifacts, weights: BlendWeights, combined: sp.csr_matrix,
+                 movie_part: np.ndarray, cold_order: np.ndarray) -> None:  # noqa: D107 - no super(): nothing to fit
+        self.artifacts = artifacts
+        self.weights = weights
+        self.kinds_ = [k for k in SIM_KINDS if k in artifacts.sims]
+        self.combined_ = combined
+        self.movie_part_ = movie_part
+        self.cold_order_ = cold_order
+        self.movie_pos_ = pd.Index(np.asarray(artifacts.movie_ids, dtype=object))
+
+
+@dataclass(frozen=True)
+class MappedCatalog:
+    """Movie details as pre-encoded JSON records in a mapped byte array."""
+
+    blob: np.ndarray
+    offsets: np.ndarray
+
+    def details(self, position: int) -> dict[str, Any]:
+        start, end = int(self.offsets[position]), int(self.offsets[position + 1])
+        return json.loads(self.blob[start:end].tobytes())
+
+
+def open_bundle(folder: Path) -> Snapshot:
+    """Map a bundle read-only into a :class:`Snapshot` (no array is copied)."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        if meta.get("format") != BUNDLE_FORMAT:
+            raise ArtifactError(f"{folder}: not a {BUNDLE_FORMAT} bundle")
+        n, users = int(meta["n_movies"]), int(meta["n_users"])
+
+        def arr(name: str) -> np.ndarray:
+            return np.load(folder / f"{name}.npy", mmap_mode="r")
+
+        manifest = Manifest(**meta["manifest"])
+        artifacts = Artifacts(
+            movie_ids=arr("movie_ids"),
+            titles=arr("titles"),
+            movie_score=arr("movie_score"),
+            user_ids=arr("user_ids"),
+            history=_load_csr(folder, "history", (users, n)),
+            sims={kind: _load_csr(folder, f"sim_{kind}", (n, n)) for kind in meta["kinds"]},
+            manifest=manifest,
+        )
+        rec = MappedRecommender(artifacts, BlendWeights(**meta["weights"]), _load_csr(folder, "combined", (n, n)),
+                                arr("movie_part"), arr("cold_order"))
+        catalog = MappedCatalog(arr("catalog"), arr("catalog_offsets"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{folder}: cannot open the serving bundle: {type(exc).__name__}: {exc}") from exc
+    return Snapshot(recommender=rec, catalog=catalog, manifest=manifest,  # type: ignore[arg-type]
+                    manifest_sha256=meta["manifest_sha256"], loaded_at=datetime.fromisoformat(meta["loaded_at"]))
+
+
+# -- the parent: load, verify, export, publish ----------------------------------------------
+@dataclass(frozen=True)
+class Published:
+    """What the parent keeps of a generation once exported: its name, not its arrays."""
+
+    bundle: str
+    version: str
+    loaded_at: datetime
+
+
+def _load_and_export(paths: ArtifactPaths, root: Path) -> tuple[bool, ...]:
+    """Child-process body: (True, bundle, version, loaded_at) or (False, message)."""
+    try:
+        snap = load_snapshot(paths)
+        return True, export_bundle(snap, root), snap.version, snap.loaded_at.isoformat()
+    except ArtifactError as exc:
+        return False, str(exc).removesuffix(_HINT)  # the parent's ArtifactError adds the hint again
+
+
+class BundlePublisher:
+    """Watches the artifacts like :class:`ArtifactState` and publishes each new generation as a bundle."""
+
+    def __init__(self, paths: ArtifactPaths, root: Path, *, interval: float | None = 2.0) -> None:
+        self.root = root
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+        def load() -> Published:
+            # In a short-lived child process: the parent never holds the loaded frames, so its
+            # memory stays that of an idle interpreter however often the artifacts are reloaded.
+            with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                ok, *rest = pool.submit(_load_and_export, paths, root).result()
+            if not ok:
+                raise ArtifactError(rest[0])
+            return Published(rest[0], rest[1], datetime.fromisoformat(rest[2]))
+
+        from rekko.serve.state import watched_paths
+
+        files = watched_paths(paths)
+        self.state = ArtifactState(load, lambda: file_fingerprint(files), interval=None)  # type: ignore[arg-type]
+        self._published: tuple[Any, ...] | None = None
+        self.publish()
+
+    def publish(self) -> None:
+        s = self.state
+        current: Published = s.snapshot  # type: ignore[assignment]
+        record = (current.bundle, s.reload_error, s.reloads, s.failed_reloads)
+        if record == self._published:
+            return
+        body = {"bundle": current.bundle, "version": current.version, "status": s.status,
+                "reload_error": s.reload_error, "reloads": s.reloads, "failed_reloads": s.failed_reloads,
+                "published_at": _now().isoformat()}
+        with atomic_open(self.root / CURRENT, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(body, ensure_ascii=False))
+        previous = self._published[0] if self._published else None
+        self._published = record
+        for entry in self.root.iterdir():  # keep the current bundle and the one before it
+            if entry.is_dir() and entry.name not in (current.bundle, previous):
+                shutil.rmtree(entry, ignore_errors=True)
+
+    def check(self) -> bool:
+        changed = self.state.check()
+        self.publish()
+        return changed
+
+    def start(self) -> None:
+        if self.interval is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._watch, name="rekko-bundle-publisher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _watch(self) -> None:
+        assert self.interval is not None
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception:  # noqa: BLE001 - the publisher must outlive any one bad poll
+                log.exception("artifact check failed")
+
+
+# -- a worker: follow current.json ---------------------------------------------------------
+class BundleState:
+    """The worker side: the same interface as :class:`ArtifactState`, fed by the parent's bundles."""
+
+    def __init__(self, root: Path, *, interval: float | None = 0.5) -> None:
+        self.root = root
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._bundle: str | None = None
+        self._tried: object = None
+        self.reload_error: str | None = None
+        self.reloads = 0
+        self.failed_reloads = 0
+        self._status = "ok"
+        self.checked_at = _now()
+        if not self.check() or self._bundle is None:
+            raise ArtifactError(f"{root}: no serving bundle could be opened ({self.reload_error})")
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    def check(self) -> bool:
+        with self._lock:
+            fp = file_fingerprint((self.root / CURRENT,))
+            self.checked_at = _now()
+            if fp == self._tried:
+                return False
+            try:
+                info = json.loads((self.root / CURRENT).read_text(encoding="utf-8"))
+                bundle = info["bundle"]
+                snapshot = open_bundle(self.root / bundle) if bundle != self._bundle else None
+            except (OSError, ValueError, KeyError, ArtifactError) as exc:
+                self._tried = None  # a half-replaced bundle: look again next poll
+                self.reload_error = f"{self.checked_at.isoformat(timespec='seconds')}: {exc}"
+                self._status = "stale"
+                return False
+            self._tried = fp
+            self.reload_error = info.get("reload_error")
+            self.reloads, self.failed_reloads = int(info.get("reloads", 0)), int(info.get("failed_reloads", 0))
+            self._status = info.get("status", "ok")
+            if snapshot is None:
+                return False
+            self._snapshot, self._bundle = snapshot, bundle
+            return True
+
+    def start(self) -> None:
+        if self.interval is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._watch, name="rekko-bundle-follower", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _watch(self) -> None:
+        assert self.interval is not None
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception:  # noqa: BLE001
+                log.exception("bundle check failed")
+
+
+def worker_app():
+    """uvicorn factory for each worker process (``rekko.serve.shared:worker_app``)."""
+    from rekko.serve.app import create_app
+
+    root = Path(os.environ[ENV_ROOT])
+    interval = float(os.environ.get(ENV_INTERVAL, "0.5"))
+    return create_app(state=BundleState(root, interval=interval if interval > 0 else None))
+
+
+def serve_shared(paths: ArtifactPaths, *, host: str, port: int, workers: int, interval: float | None,
+                 log_level: str = "info", shared_dir: Path | None = None) -> int:
+    """Load + verify + export in this process, then run ``workers`` uvicorn workers over the bundle."""
+    import uvicorn
+
+    root = Path(tempfile.mkdtemp(prefix="rekko-serve-", dir=shared_dir))
+    publisher: BundlePublisher | None = None
+    try:
+        publisher = BundlePublisher(paths, root, interval=interval)  # ArtifactError -> exit 2
+        os.environ[ENV_ROOT] = str(root)
+        os.environ[ENV_INTERVAL] = str(min(interval, 0.5) if interval else 0)
+        publisher.start()
+        uvicorn.run("rekko.serve.shared:worker_app", factory=True, host=host, port=port, workers=workers,
+                    log_level=log_level, access_log=False)
+    finally:
+        if publisher is not None:
+            publisher.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
