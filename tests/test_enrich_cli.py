@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from rekko.enrich import cli
 from rekko.enrich.cache import load_cache
 from rekko.enrich.emulator import ApiEmulator
 from rekko.exceptions import ConfigError, InputFileError, MissingColumnsError
+from rekko.ratings import normalize_title
 
 KEY = "kp-SECRET-0123456789"
 
@@ -181,3 +183,43 @@ def test_killed_run_resumes_without_asking_twice(tmp_path, sig):
         assert all(api.hits[t] == 1 for t in saved)  # nothing in the cache was asked again
         assert sum(api.hits.values()) == n + len(hit_first - saved)
         assert KEY not in out + err + proc2.stdout + proc2.stderr
+
+
+def test_rekko_enrich_on_the_sample_data(tmp_path):
+    """Through the real `rekko` CLI on the embedded sample: the legacy xlsx answers what it can."""
+    data = Path(__file__).resolve().parents[1] / "data"
+    for name in ("movies_metdata.parquet", "Movies_r_d.xlsx"):
+        shutil.copy(data / name, tmp_path / name)
+    movies = pd.read_parquet(tmp_path / "movies_metdata.parquet")
+    with ApiEmulator("kinopoisk", api_key=KEY, echo_unknown=True) as api:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "rekko",
+                "enrich",
+                "--movies",
+                "movies_metdata.parquet",
+                "--ratings",
+                "Movies_r_d.xlsx",
+                "--api-url",
+                api.url,
+                "--rate",
+                "0",
+                "--concurrency",
+                "4",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env(REKKO_API_KEY=KEY),
+            cwd=tmp_path,
+        )
+    assert proc.returncode == 0, proc.stderr
+    cache = load_cache(tmp_path / "api_cache.parquet")
+    legacy_found = set(cache.loc[cache[C.PROVIDER] == "legacy", C.TITLE_KEY])
+    asked_keys = set(normalize_title(pd.Series(list(api.hits))))
+    assert asked_keys and not (asked_keys & legacy_found)  # nothing the legacy cache knew was asked
+    assert set(normalize_title(movies[C.TITLE])) <= set(cache[C.TITLE_KEY])  # every title is answered
+    assert not (tmp_path / ".api_cache.parquet.journal").exists()  # compacted at the end
+    assert KEY not in proc.stdout + proc.stderr

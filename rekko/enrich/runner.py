@@ -34,6 +34,7 @@ from rekko.enrich.cache import (
     result_record,
     titles_to_ask,
     unique_titles,
+    write_cache,
 )
 from rekko.enrich.client import (
     ERROR,
@@ -192,6 +193,9 @@ def enrich_titles(
         len(todo),
         settings.provider,
     )
+
+    if len(todo) and not cache_path.exists():
+        write_cache(cache, cache_path)  # journal parts never exist without the file they belong to
 
     counts = {FOUND: 0, NOT_FOUND: 0, ERROR: 0}
     stopped: str | None = None
