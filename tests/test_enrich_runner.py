@@ -17,7 +17,7 @@ from rekko.enrich import (
     enrich_titles,
     read_cache_as_ratings,
 )
-from rekko.enrich.cache import load_cache
+from rekko.enrich.cache import CacheBusyError, cache_lock, load_cache
 from rekko.enrich.emulator import GARBAGE, SERVER_ERROR, TOO_MANY, WRONG_SHAPE, ApiEmulator, Reply, movie
 
 KEY = "kp-SECRET-0123456789"
@@ -215,3 +215,11 @@ def test_key_never_in_logs_output_cache_or_errors(kp, tmp_path, caplog, capsys, 
     cache = load_cache(tmp_path / "c.parquet")
     assert cache.astype(str).apply(lambda col: col.str.contains(KEY, regex=False)).to_numpy().sum() == 0
     assert "***" in cache.set_index(C.TITLE).loc["Err", C.ERROR]
+
+
+def test_a_second_run_on_the_same_cache_is_refused(kp, tmp_path):
+    cache_path = tmp_path / "c.parquet"
+    with cache_lock(cache_path), pytest.raises(CacheBusyError, match="another enrichment run"):
+        enrich_titles(pd.DataFrame({"title": ["Брат"]}), cache_path, settings(kp))
+    assert kp.total_hits == 0
+    assert enrich_titles(pd.DataFrame({"title": ["Брат"]}), cache_path, settings(kp)).found == 1  # released

@@ -6,7 +6,7 @@ Entry points for the pipeline and the CLI::
     ratings = read_cache_as_ratings(default_cache_path(ratings_path))  # -> rekko.ratings.clean_ratings
 """
 
-from rekko.enrich.cache import default_cache_path, migrate_legacy_file, read_cache_as_ratings
+from rekko.enrich.cache import CacheBusyError, default_cache_path, migrate_legacy_file, read_cache_as_ratings
 from rekko.enrich.client import ApiAccessDenied, ApiKeyRejected, ApiStop, DailyLimitReached
 from rekko.enrich.runner import EnrichSummary, enrich_titles
 from rekko.enrich.settings import EnrichSettings, Secret
@@ -15,6 +15,7 @@ __all__ = [
     "ApiAccessDenied",
     "ApiKeyRejected",
     "ApiStop",
+    "CacheBusyError",
     "DailyLimitReached",
     "EnrichSettings",
     "EnrichSummary",

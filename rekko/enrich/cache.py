@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -24,11 +24,16 @@ import pandas as pd
 
 from rekko.columns import Columns as C
 from rekko.enrich.client import ERROR, FOUND, NOT_FOUND, FetchResult
-from rekko.exceptions import DataValidationError, MissingColumnsError
+from rekko.exceptions import DataValidationError, EnrichmentError, MissingColumnsError
 from rekko.io import atomic_path, read_table
 from rekko.ratings import normalize_title, parse_rating
 
 log = logging.getLogger(__name__)
+
+
+class CacheBusyError(EnrichmentError):
+    """Another run holds the cache."""
+
 
 STATUSES = (FOUND, NOT_FOUND, ERROR)
 LEGACY_PROVIDER = "legacy"
@@ -93,6 +98,36 @@ def journal_dir(path: Path) -> Path:
 def journal_parts(path: Path) -> list[Path]:
     """The batches not yet compacted into ``path``, oldest first."""
     return sorted(journal_dir(path).glob("part-*.parquet"))
+
+
+@contextlib.contextmanager
+def cache_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the cache for one run; a second run on the same cache is refused.
+
+    Two runs compacting the same journal would each rewrite the file from their
+    own view and drop the other's answers. The lock is a kernel ``flock``: a
+    killed run releases it. Where ``fcntl`` does not exist (Windows) runs are not locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(f".{path.name}.lock")
+    with open(lock_path, "a+b") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CacheBusyError(
+                f"{path}: another enrichment run is using this cache (lock {lock_path.name} is held); "
+                "wait for it to finish"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def load_cache(path: Path) -> pd.DataFrame:

@@ -25,6 +25,7 @@ import pandas as pd
 from rekko.columns import Columns as C
 from rekko.enrich.cache import (
     append_journal,
+    cache_lock,
     compact_cache,
     journal_parts,
     load_cache,
@@ -174,8 +175,22 @@ def enrich_titles(
     the cache does not exist yet. ``limit`` asks at most that many titles.
     Returns the summary; raises :class:`~rekko.enrich.client.ApiKeyRejected` /
     ``ApiAccessDenied`` (after flushing) and re-raises ``KeyboardInterrupt``
-    (after flushing). A daily limit is a normal, early return.
+    (after flushing). A daily limit is a normal, early return. A second run on
+    the same cache at the same time is refused (:class:`CacheBusyError`).
     """
+    with cache_lock(Path(cache_path)):
+        return _enrich_locked(titles, Path(cache_path), settings, legacy_path=legacy_path, limit=limit, now=now)
+
+
+def _enrich_locked(
+    titles: pd.DataFrame,
+    cache_path: Path,
+    settings: EnrichSettings,
+    *,
+    legacy_path: Path | None,
+    limit: int | None,
+    now: datetime | None,
+) -> EnrichSummary:
     started = time.monotonic()
     cache_path = Path(cache_path)
     migrated = migrate_legacy_file(Path(legacy_path), cache_path) if legacy_path is not None else 0
