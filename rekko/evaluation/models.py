@@ -1,0 +1,212 @@
+"""The models ``rekko evaluate`` compares, all fitted on the train part only.
+
+* ``most_popular``: movies by the number of train users who watched them;
+* ``legacy``: the seed's scoring, de-duplicated: each candidate's best single
+  watched-movie similarity (the seed ranked per watched movie, so a movie close
+  to several of them came back several times; here it counts once, with its
+  maximum), weighted by that movie's watch ratio, blended with the movie score
+  (the seed's weights: metadata 0.5, description 0.3, movie score 0.2);
+* ``content``: rekko's recommender on the two content similarities only;
+* ``collaborative``: rekko's recommender on the co-watching similarity only
+  (an ItemKNN baseline);
+* ``rekko``: rekko's full recommender (content + collaborative + movie score,
+  recency-weighted history) with the given parameters.
+
+Every model scores with the shipped :class:`rekko.recommend.Recommender` where
+one exists, so the figures measure the code that serves users. Watched movies
+are never recommended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from rekko.collaborative import CollaborativeConfig, history_weights, item_item_similarity, recency_rank
+from rekko.columns import Columns as C
+from rekko.pipeline import PipelineConfig, PipelineResult, compute
+from rekko.recommend import Artifacts, BlendWeights, Recommender
+
+MOVIE_IDX = "movie_idx"
+
+
+@dataclass(frozen=True)
+class RekkoParams:
+    """Everything that decides rekko's ranking: blend weights, recency half-life, the CF artifact's config."""
+
+    blend: BlendWeights = BlendWeights(md=0.05, desc=0.0, cf=1.0, movie=0.05)
+    recency_half_life: float | None = 3.0
+    collaborative: CollaborativeConfig = CollaborativeConfig()
+
+    def to_dict(self) -> dict[str, object]:
+        """The manifest's ``parameters`` layout: ``blend`` (with the half-life) and ``collaborative``."""
+        blend = {f: float(getattr(self.blend, f)) for f in ("md", "desc", "cf", "movie")}
+        cf = {
+            "k": int(self.collaborative.k),
+            "weighting": self.collaborative.weighting,
+            "bm25_k1": float(self.collaborative.bm25_k1),
+            "bm25_b": float(self.collaborative.bm25_b),
+        }
+        return {"blend": {**blend, "recency_half_life": self.recency_half_life}, "collaborative": cf}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, object] | None) -> RekkoParams:
+        """Read the layout :meth:`to_dict` writes; missing parts keep their defaults."""
+        raw = raw or {}
+        default = cls()
+        blend_raw = dict(raw.get("blend") or {})  # type: ignore[arg-type]
+        half_life = blend_raw.pop("recency_half_life", default.recency_half_life)
+        blend = BlendWeights.from_dict(blend_raw) if blend_raw else default.blend
+        cf_raw = {k: v for k, v in dict(raw.get("collaborative") or {}).items() if k in ("k", "weighting", "bm25_k1", "bm25_b")}  # type: ignore[arg-type]
+        collaborative = replace(default.collaborative, **cf_raw)
+        return cls(blend=blend, recency_half_life=None if half_life is None else float(half_life), collaborative=collaborative)
+
+
+@dataclass
+class Fitted:
+    """The pipeline's in-memory output on a train part, plus what the models need on top."""
+
+    result: PipelineResult
+    sim_cf: sp.csr_matrix
+    recency: np.ndarray  # per interactions_upd row; 0 = that user's latest watch
+    collaborative: CollaborativeConfig
+    _artifacts: dict[str, Artifacts] = field(default_factory=dict, repr=False)
+
+    @property
+    def movie_ids(self) -> np.ndarray:
+        return self.result.movies[C.MOVIE].astype(str).to_numpy(dtype=object)
+
+    @property
+    def history(self) -> sp.csr_matrix:
+        """Users (sorted ids) x movies, explicit entries = watched."""
+        return self.artifacts(None).history
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        return self.artifacts(None).user_ids
+
+    def artifacts(self, half_life: float | None) -> Artifacts:
+        """Recommender inputs whose history weights are watch ratio x recency decay (cached per half-life)."""
+        key = repr(half_life)
+        if key not in self._artifacts:
+            upd = self.result.interactions
+            weights = history_weights(upd[C.WATCH_RATIO].to_numpy(), self.recency, half_life)
+            frame = pd.DataFrame(
+                {C.USER: upd[C.USER].to_numpy(), MOVIE_IDX: upd[MOVIE_IDX].to_numpy(), C.WATCH_RATIO: weights}
+            )
+            sims = {"md": self.result.sim_md.matrix, "desc": self.result.sim_desc.matrix, "cf": self.sim_cf}
+            self._artifacts[key] = Artifacts.from_frames(self.result.movies, frame, sims)
+        return self._artifacts[key]
+
+    def with_collaborative(self, config: CollaborativeConfig) -> Fitted:
+        """The same fit with another co-watching similarity (the content part is reused)."""
+        if config == self.collaborative:
+            return self
+        sim = item_item_similarity(self.result.interactions, self.movie_ids, config).matrix
+        return Fitted(self.result, sim, self.recency, config)
+
+
+def fit(
+    train: pd.DataFrame,
+    movies: pd.DataFrame,
+    ratings: pd.DataFrame,
+    *,
+    config: PipelineConfig = PipelineConfig(),
+    collaborative: CollaborativeConfig = CollaborativeConfig(),
+) -> Fitted:
+    """Run rekko's pipeline stages on validated train interactions, in memory, plus the co-watching similarity."""
+    result = compute(train, movies, ratings, config)
+    ids = result.movies[C.MOVIE].astype(str).to_numpy(dtype=object)
+    sim_cf = item_item_similarity(result.interactions, ids, collaborative).matrix
+    return Fitted(result, sim_cf, recency_rank(result.interactions), collaborative)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _ranked(users: np.ndarray, top: np.ndarray, scores: np.ndarray, movie_ids: np.ndarray) -> pd.DataFrame:
+    valid = np.isfinite(scores)
+    k = top.shape[1]
+    return pd.DataFrame(
+        {
+            C.USER: np.repeat(users, k)[valid.ravel()],
+            C.MOVIE: movie_ids[top[valid]],
+            C.SCORE: scores[valid].astype(np.float64),
+            C.RANK: np.tile(np.arange(1, k + 1), len(users))[valid.ravel()],
+        }
+    )
+
+
+def _top_k_blocks(
+    fitted: Fitted, users: np.ndarray, k: int, score_block: Callable[[sp.csr_matrix], np.ndarray], block: int = 1024
+) -> pd.DataFrame:
+    """Top-k unwatched movies per user from dense score blocks (users without history get nothing)."""
+    hist = fitted.history
+    pos = np.searchsorted(fitted.user_ids, users)
+    known = (pos < len(fitted.user_ids)) & (fitted.user_ids[np.minimum(pos, len(fitted.user_ids) - 1)] == users)
+    users, pos = users[known], pos[known]
+    frames = []
+    for start in range(0, len(users), block):
+        h = hist[pos[start : start + block]]
+        dense = np.asarray(score_block(h), dtype=np.float64)
+        rows = np.repeat(np.arange(h.shape[0]), np.diff(h.indptr))
+        dense[rows, h.indices] = -np.inf
+        kk = min(k, dense.shape[1])
+        part = np.argpartition(-dense, kk - 1, axis=1)[:, :kk]
+        part.sort(axis=1)
+        vals = np.take_along_axis(dense, part, axis=1)
+        order = np.argsort(-vals, axis=1, kind="stable")
+        top = np.take_along_axis(part, order, axis=1)
+        frames.append(_ranked(users[start : start + block], top, np.take_along_axis(dense, top, axis=1), fitted.movie_ids))
+    if not frames:
+        return pd.DataFrame({C.USER: [], C.MOVIE: [], C.SCORE: [], C.RANK: []})
+    return pd.concat(frames, ignore_index=True)
+
+
+def most_popular(fitted: Fitted, users: np.ndarray, k: int) -> pd.DataFrame:
+    """The movies most train users watched, minus each user's own."""
+    popularity = fitted.result.movies[C.N_USERS].to_numpy(dtype=np.float64)
+    return _top_k_blocks(fitted, users, k, lambda h: np.broadcast_to(popularity, h.shape).copy())
+
+
+def legacy(fitted: Fitted, users: np.ndarray, k: int, weights: BlendWeights = BlendWeights()) -> pd.DataFrame:
+    """The seed's scoring, de-duplicated: max over watched movies of ratio x content similarity, + movie score."""
+    combined = (fitted.result.sim_md.matrix * weights.md + fitted.result.sim_desc.matrix * weights.desc).tocsr()
+    movie_part = fitted.result.movies[C.MOVIE_SCORE].to_numpy(dtype=np.float64) * weights.movie
+
+    def score(h: sp.csr_matrix) -> np.ndarray:
+        owner = np.repeat(np.arange(h.shape[0]), np.diff(h.indptr))
+        rows = combined[h.indices]  # one row per (user, watched movie)
+        contrib = (sp.diags(h.data.astype(np.float64)) @ rows).tocoo()
+        best = np.zeros(h.shape, dtype=np.float64)
+        np.maximum.at(best, (owner[contrib.row], contrib.col), contrib.data)
+        return best + movie_part
+
+    return _top_k_blocks(fitted, users, k, score)
+
+
+def rekko(fitted: Fitted, users: np.ndarray, k: int, params: RekkoParams = RekkoParams()) -> pd.DataFrame:
+    """rekko's shipped recommender with ``params`` (its own batch path)."""
+    fitted = fitted.with_collaborative(params.collaborative)
+    recommender = Recommender(fitted.artifacts(params.recency_half_life), params.blend)
+    users = np.asarray(users, dtype=np.int64)
+    known = np.isin(users, fitted.user_ids)
+    recs = recommender.recommend_all(k, user_ids=users[known])
+    return recs[[C.USER, C.MOVIE, C.SCORE, C.RANK]]
+
+
+def content_only(fitted: Fitted, users: np.ndarray, k: int) -> pd.DataFrame:
+    """rekko's recommender on the metadata and description similarities alone (the seed's weights)."""
+    default = BlendWeights()
+    params = RekkoParams(blend=BlendWeights(md=default.md, desc=default.desc, cf=0.0, movie=0.0), recency_half_life=None)
+    return rekko(fitted, users, k, replace(params, collaborative=fitted.collaborative))
+
+
+def collaborative_only(fitted: Fitted, users: np.ndarray, k: int) -> pd.DataFrame:
+    """rekko's recommender on the co-watching similarity alone, no recency (ItemKNN)."""
+    params = RekkoParams(blend=BlendWeights(md=0.0, desc=0.0, cf=1.0, movie=0.0), recency_half_life=None)
+    return rekko(fitted, users, k, replace(params, collaborative=fitted.collaborative))

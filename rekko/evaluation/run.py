@@ -1,0 +1,185 @@
+"""``rekko evaluate`` end to end: load, split by time, fit on train, recommend, measure.
+
+The pipeline runs on the train part only (in memory, nothing is written
+beside the user's artifacts); every model recommends ``k`` movies to each test
+user, and the metrics compare them with the test part.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rekko import __version__, ingest
+from rekko.columns import Columns as C
+from rekko.evaluation import metrics
+from rekko.evaluation import models as M
+from rekko.evaluation.splitters import Split, global_time_split, per_user_last_n_split
+from rekko.exceptions import ConfigError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("per-user", "global")
+
+
+def _rekko(fitted: M.Fitted, users: np.ndarray, k: int, params: M.RekkoParams) -> pd.DataFrame:
+    return M.rekko(fitted, users, k, params)
+
+
+#: name -> (description, function(fitted, users, k, params))
+MODELS: dict[str, tuple[str, Callable[..., pd.DataFrame]]] = {
+    "most_popular": ("movies most train users watched", lambda f, u, k, p: M.most_popular(f, u, k)),
+    "legacy": ("the seed's scoring, de-duplicated", lambda f, u, k, p: M.legacy(f, u, k)),
+    "content": ("content similarity only (metadata + description)", lambda f, u, k, p: M.content_only(f, u, k)),
+    "collaborative": ("co-watching similarity only, no recency (ItemKNN)", lambda f, u, k, p: M.collaborative_only(f, u, k)),
+    "rekko": ("rekko's full model: content + co-watching + movie score, recency-weighted", _rekko),
+}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    split: str = "per-user"
+    test_size: int = 10  # per-user split: each user's last N watches
+    days: float = 30.0  # global split: the last D days
+    k: int = 10
+    models: tuple[str, ...] = tuple(MODELS)
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise ConfigError(f"split must be one of {SPLITS}, got {self.split!r}")
+        unknown = [m for m in self.models if m not in MODELS]
+        if unknown:
+            raise ConfigError(f"unknown models {unknown}; known: {list(MODELS)}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ConfigError(f"k must be an integer >= 1, got {self.k!r}")
+
+    def splitter(self) -> Callable[[pd.DataFrame], Split]:
+        if self.split == "per-user":
+            return partial(per_user_last_n_split, n=self.test_size)
+        return partial(global_time_split, days=self.days)
+
+
+@dataclass
+class EvaluationResult:
+    config: EvalConfig
+    params: M.RekkoParams
+    split: Split
+    table: pd.DataFrame  # model x metric
+    seconds: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "rekko_version": __version__,
+            "protocol": {**asdict(self.config), "models": list(self.config.models), "split_description": self.split.description},
+            "split": self.split.stats,
+            "parameters": self.params.to_dict(),
+            "metrics": {model: {m: _num(v) for m, v in row.items()} for model, row in self.table.to_dict("index").items()},
+            "descriptions": {m: MODELS[m][0] for m in self.config.models},
+            "seconds": self.seconds,
+            "counts": self.counts,
+        }
+
+
+def _num(v: float) -> float | None:
+    return None if v is None or not np.isfinite(v) else round(float(v), 6)
+
+
+def load_inputs(interactions: Path, movies: Path, ratings: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The three inputs, validated exactly as the pipeline reads them."""
+    return ingest.load_interactions(interactions), ingest.load_movies(movies), ingest.load_ratings(ratings)
+
+
+def check_recommendations(name: str, recs: pd.DataFrame, train: pd.DataFrame, k: int) -> None:
+    """A model that recommends a watched movie, a movie twice or more than k is a bug: fail loudly."""
+    watched = pd.MultiIndex.from_frame(train[[C.USER, C.MOVIE]].astype({C.MOVIE: str}))
+    pairs = pd.MultiIndex.from_frame(recs[[C.USER, C.MOVIE]].astype({C.MOVIE: str}))
+    problems = {
+        "already watched": int(pairs.isin(watched).sum()),
+        "duplicates": int(pairs.duplicated().sum()),
+        "beyond k": int((recs[C.RANK] > k).sum()),
+    }
+    bad = {what: n for what, n in problems.items() if n}
+    if bad:
+        raise AssertionError(f"model {name!r} broke the recommendation contract: {bad}")
+
+
+def evaluate_models(
+    split: Split,
+    movies: pd.DataFrame,
+    ratings: pd.DataFrame,
+    config: EvalConfig,
+    params: M.RekkoParams,
+    fitted: M.Fitted | None = None,
+) -> tuple[pd.DataFrame, dict[str, float], M.Fitted]:
+    """Fit on ``split.train``, recommend to the test users with every model, return the metric table."""
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    fitted = fitted or M.fit(split.train, movies, ratings, collaborative=params.collaborative)
+    seconds["fit"] = round(time.perf_counter() - t, 3)
+    users = np.unique(split.test[C.USER].to_numpy(dtype=np.int64))
+    genres = fitted.result.movies.set_index(C.MOVIE)[C.GENRES]
+    rows = {}
+    for name in config.models:
+        t = time.perf_counter()
+        recs = MODELS[name][1](fitted, users, config.k, params)
+        check_recommendations(name, recs, split.train, config.k)
+        rows[name] = metrics.evaluate(
+            recs, split.test, config.k, train=split.train, catalog_size=len(movies), genres=genres
+        )
+        seconds[name] = round(time.perf_counter() - t, 3)
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "model"
+    return table, seconds, fitted
+
+
+def run_evaluation(
+    interactions: pd.DataFrame,
+    movies: pd.DataFrame,
+    ratings: pd.DataFrame,
+    config: EvalConfig = EvalConfig(),
+    params: M.RekkoParams = M.RekkoParams(),
+) -> EvaluationResult:
+    """Split ``interactions`` by time and compare the models on the test part."""
+    t0 = time.perf_counter()
+    split = config.splitter()(interactions)
+    if split.test.empty:
+        raise ConfigError(f"the test part is empty ({split.description}); nothing to evaluate")
+    table, seconds, fitted = evaluate_models(split, movies, ratings, config, params)
+    seconds["total"] = round(time.perf_counter() - t0, 3)
+    counts = {"movies": len(movies), "interactions": len(interactions), "pipeline": fitted.result.counts}
+    return EvaluationResult(config, params, split, table, seconds, counts)
+
+
+def format_table(table: pd.DataFrame, k: int) -> str:
+    """The metric table as fixed-width text, metric names suffixed with @k."""
+    shown = table.rename(columns={c: f"{c}@{k}" for c in table.columns})
+    return shown.to_string(float_format=lambda v: f"{v:.4f}")
+
+
+def params_from_file(path: Path) -> M.RekkoParams:
+    """Parameters from a ``rekko tune`` JSON or a manifest (both keep them under ``parameters``)."""
+    import json
+
+    from rekko.exceptions import InputFileError
+
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: parameters file not found") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputFileError(f"{path}: cannot read parameters as JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise InputFileError(f"{path}: expected a JSON object with 'parameters'")
+    return M.RekkoParams.from_dict(raw.get("parameters", raw))
+
+
+def describe_models(names: Sequence[str]) -> str:
+    return "\n".join(f"  {n:14s} {MODELS[n][0]}" for n in names)

@@ -1,0 +1,286 @@
+"""Fit rekko's ranking parameters on a validation split carved from the train part.
+
+What is tuned, in this order (each step keeps the best of the previous ones):
+
+1. the co-watching similarity (``k`` neighbours, BM25 or cosine weighting) and
+   the recency half-life of the history, with the starting blend;
+2. the blend weights of metadata, description and movie score relative to the
+   collaborative weight, by coordinate ascent over a log-spaced grid (scores
+   are linear in the weights and a ranking is scale-free, so fixing
+   ``cf = 1`` loses nothing; the result is normalised to sum to 1);
+3. the half-life once more with the tuned weights.
+
+The objective is NDCG@k on the validation pairs. The caller passes the train
+part only; the test part never reaches this module.
+
+The search does not call :class:`~rekko.recommend.Recommender` for each of its
+hundreds of candidates: the score is linear in the weights, so the per-kind
+user x movie score matrices are computed once per (similarity, half-life) and
+blended with a few dense operations. :func:`blend_scores` is the same formula
+as the recommender's (a test checks they agree) and the final validation
+figure is measured again through the real recommender.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from rekko.collaborative import CollaborativeConfig
+from rekko.columns import Columns as C
+from rekko.evaluation import metrics
+from rekko.evaluation.models import Fitted, RekkoParams, fit
+from rekko.evaluation.models import rekko as rekko_model
+from rekko.evaluation.splitters import Split
+from rekko.exceptions import ConfigError
+from rekko.recommend import BlendWeights
+
+log = logging.getLogger(__name__)
+
+KINDS = ("md", "desc", "cf")
+WEIGHT_GRID = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+HALF_LIFE_GRID: tuple[float | None, ...] = (None, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0)
+CF_K_GRID = (50, 100, 200)
+CF_WEIGHTING_GRID = ("bm25", "cosine")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    k: int = 10  # the cut-off of the objective, NDCG@k
+    max_users: int = 2000  # validation users scored (a fixed random sample above this)
+    rounds: int = 2  # coordinate-ascent passes over the weights
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.max_users < 1 or self.rounds < 1:
+            raise ConfigError(f"tuning needs k, max_users and rounds >= 1, got {self}")
+
+
+@dataclass
+class TuneResult:
+    params: RekkoParams
+    validation_ndcg: float
+    validation_metrics: dict[str, float]
+    start_ndcg: float
+    trace: list[dict[str, object]] = field(default_factory=list)
+    seconds: float = 0.0
+    validation_stats: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "parameters": self.params.to_dict(),
+            "objective": "ndcg",
+            "validation_ndcg": self.validation_ndcg,
+            "start_ndcg": self.start_ndcg,
+            "validation_metrics": self.validation_metrics,
+            "validation_split": self.validation_stats,
+            "evaluations": len(self.trace),
+            "seconds": round(self.seconds, 2),
+        }
+
+
+# --------------------------------------------------------------------------- fast scoring
+
+
+@dataclass
+class _ValidationSet:
+    users: np.ndarray  # user ids scored
+    rows: np.ndarray  # their rows in the fitted history
+    relevant: np.ndarray  # users x movies, True = a validation pair
+    n_relevant: np.ndarray
+
+
+def _validation_set(fitted: Fitted, test: pd.DataFrame, max_users: int, seed: int) -> _ValidationSet:
+    users = np.unique(test[C.USER].to_numpy(dtype=np.int64))
+    users = users[np.isin(users, fitted.user_ids)]
+    if len(users) > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+    rows = np.searchsorted(fitted.user_ids, users)
+    pairs = test[test[C.USER].isin(users)]
+    movie_pos = pd.Index(fitted.movie_ids).get_indexer(pairs[C.MOVIE].astype(str))
+    keep = movie_pos >= 0
+    user_pos = np.searchsorted(users, pairs[C.USER].to_numpy(dtype=np.int64))[keep]
+    relevant = np.zeros((len(users), len(fitted.movie_ids)), dtype=bool)
+    relevant[user_pos, movie_pos[keep]] = True
+    n_rel = np.bincount(np.searchsorted(users, pairs[C.USER].to_numpy(dtype=np.int64)), minlength=len(users))
+    return _ValidationSet(users, rows, relevant, n_rel)
+
+
+def kind_scores(fitted: Fitted, rows: np.ndarray, half_life: float | None) -> dict[str, np.ndarray]:
+    """Per similarity kind, the users' weighted-mean similarity to every movie (dense, float32)."""
+    history = fitted.artifacts(half_life).history[rows].astype(np.float64)
+    sums = np.asarray(history.sum(axis=1)).ravel()
+    weights = sp.diags(np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)) @ history
+    sims = {"md": fitted.result.sim_md.matrix, "desc": fitted.result.sim_desc.matrix, "cf": fitted.sim_cf}
+    return {kind: np.asarray((weights @ sims[kind]).toarray(), dtype=np.float32) for kind in KINDS}
+
+
+def blend_scores(parts: dict[str, np.ndarray], movie_score: np.ndarray, blend: BlendWeights) -> np.ndarray:
+    """``sum_kind w_kind * part_kind + w_movie * movie_score``: the recommender's score, vectorized."""
+    out = np.zeros_like(parts["cf"])
+    for kind in KINDS:
+        w = getattr(blend, kind)
+        if w:
+            out += np.float32(w) * parts[kind]
+    out += (np.float32(blend.movie) * movie_score).astype(np.float32)
+    return out
+
+
+def _ndcg(scores: np.ndarray, watched: sp.csr_matrix, val: _ValidationSet, k: int) -> float:
+    s = scores.copy()
+    r = np.repeat(np.arange(watched.shape[0]), np.diff(watched.indptr))
+    s[r, watched.indices] = -np.inf
+    top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    hits = np.take_along_axis(val.relevant, top, axis=1)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = hits @ discounts
+    idcg = np.cumsum(discounts)[np.minimum(val.n_relevant, k) - 1]
+    return float(np.mean(dcg / idcg))
+
+
+# --------------------------------------------------------------------------- search
+
+
+def tune(
+    train: pd.DataFrame,
+    movies: pd.DataFrame,
+    ratings: pd.DataFrame,
+    split: Callable[[pd.DataFrame], Split],
+    *,
+    config: TuneConfig = TuneConfig(),
+    start: RekkoParams = RekkoParams(),
+    cf_k_grid: Sequence[int] = CF_K_GRID,
+    cf_weighting_grid: Sequence[str] = CF_WEIGHTING_GRID,
+    half_life_grid: Sequence[float | None] = HALF_LIFE_GRID,
+    weight_grid: Sequence[float] = WEIGHT_GRID,
+    fitted: Fitted | None = None,
+) -> TuneResult:
+    """Tune on ``split(train)``: fit on its train part, score NDCG@k on its test part (the validation)."""
+    t0 = time.perf_counter()
+    inner = split(train)
+    if inner.test.empty:
+        raise ConfigError("the validation split carved from train is empty: too little history to tune on")
+    base = fitted or fit(inner.train, movies, ratings, collaborative=start.collaborative)
+    val = _validation_set(base, inner.test, config.max_users, config.seed)
+    movie_score = base.result.movies[C.MOVIE_SCORE].to_numpy(dtype=np.float32)
+    watched = base.history[val.rows]
+    trace: list[dict[str, object]] = []
+    cache: dict[tuple[CollaborativeConfig, float | None], dict[str, np.ndarray]] = {}
+    fits: dict[CollaborativeConfig, Fitted] = {}
+
+    def parts(params: RekkoParams) -> dict[str, np.ndarray]:
+        key = (params.collaborative, params.recency_half_life)
+        if key not in cache:
+            if params.collaborative not in fits:
+                fits[params.collaborative] = base.with_collaborative(params.collaborative)
+            if len(cache) > 8:  # bound memory: drop the oldest dense block
+                cache.pop(next(iter(cache)))
+            cache[key] = kind_scores(fits[params.collaborative], val.rows, params.recency_half_life)
+        return cache[key]
+
+    def score(params: RekkoParams) -> float:
+        value = _ndcg(blend_scores(parts(params), movie_score, params.blend), watched, val, config.k)
+        trace.append({**params.to_dict(), "ndcg": value})
+        return value
+
+    best, best_value = start, score(start)
+    start_value = best_value
+
+    def consider(candidate: RekkoParams) -> None:
+        nonlocal best, best_value
+        value = score(candidate)
+        if value > best_value + 1e-12:
+            best, best_value = candidate, value
+
+    # 1. similarity and half-life with the starting blend
+    for k_cf in cf_k_grid:
+        for weighting in cf_weighting_grid:
+            for half_life in half_life_grid:
+                cf = replace(start.collaborative, k=int(k_cf), weighting=weighting)
+                consider(replace(best, collaborative=cf, recency_half_life=half_life))
+    # only the winning similarity stays in memory
+    cache = {key: value for key, value in cache.items() if key[0] == best.collaborative}
+    # 2. blend weights relative to cf = 1, coordinate ascent
+    best = replace(best, blend=_relative_to_cf(best.blend))
+    best_value = score(best)
+    for _ in range(config.rounds):
+        before = best_value
+        for name in ("movie", "md", "desc"):
+            for w in weight_grid:
+                consider(replace(best, blend=replace(best.blend, **{name: float(w)})))
+        if best_value <= before + 1e-12:
+            break
+    # 3. half-life again with the tuned weights
+    for half_life in half_life_grid:
+        consider(replace(best, recency_half_life=half_life))
+
+    best = replace(best, blend=_normalised(best.blend))
+    recs = rekko_model(fits.get(best.collaborative, base).with_collaborative(best.collaborative), val.users, config.k, best)
+    measured = metrics.evaluate(
+        recs,
+        inner.test[inner.test[C.USER].isin(val.users)],
+        config.k,
+        train=inner.train,
+        catalog_size=len(base.movie_ids),
+        genres=base.result.movies.set_index(C.MOVIE)[C.GENRES],
+    )
+    seconds = time.perf_counter() - t0
+    log.info("tuned in %.1f s over %d candidates: NDCG@%d %.4f -> %.4f", seconds, len(trace), config.k, start_value, best_value)
+    return TuneResult(
+        params=best,
+        validation_ndcg=measured["ndcg"],
+        validation_metrics=measured,
+        start_ndcg=start_value,
+        trace=trace,
+        seconds=seconds,
+        validation_stats=inner.stats,
+    )
+
+
+def _relative_to_cf(blend: BlendWeights) -> BlendWeights:
+    if blend.cf <= 0:
+        return BlendWeights(md=blend.md, desc=blend.desc, cf=1.0, movie=blend.movie)
+    return BlendWeights(md=blend.md / blend.cf, desc=blend.desc / blend.cf, cf=1.0, movie=blend.movie / blend.cf)
+
+
+def _normalised(blend: BlendWeights) -> BlendWeights:
+    total = blend.md + blend.desc + blend.cf + blend.movie
+    return BlendWeights(
+        md=round(blend.md / total, 6), desc=round(blend.desc / total, 6), cf=round(blend.cf / total, 6),
+        movie=round(blend.movie / total, 6),
+    )
+
+
+def update_manifest(path, result: TuneResult) -> str:
+    """Store the tuned parameters in an existing manifest (atomically); return a note for the user, if any.
+
+    ``parameters.blend`` (with ``recency_half_life``) is what recommend reads;
+    ``parameters.tuned`` keeps the whole tuning summary. The co-watching
+    artifact is built by the pipeline, so when the manifest's own
+    ``collaborative`` parameters differ from the tuned ones the note says to
+    rerun the pipeline.
+    """
+    from pathlib import Path
+
+    from rekko.artifacts import read_manifest, write_manifest
+
+    manifest = read_manifest(Path(path))
+    tuned = result.params.to_dict()
+    built = manifest.parameters.get("collaborative")
+    note = ""
+    if "sim_cf" not in manifest.artifacts:
+        note = "these artifacts have no co-watching similarity yet: rerun `rekko pipeline`"
+    elif built is not None and {k: built.get(k) for k in tuned["collaborative"]} != tuned["collaborative"]:
+        note = (f"the co-watching similarity was built with {built}, tuned {tuned['collaborative']}: "
+                "rerun `rekko pipeline` to rebuild it")
+    manifest.parameters = {**manifest.parameters, "blend": tuned["blend"], "tuned": result.to_dict()}
+    write_manifest(manifest, Path(path))
+    return note

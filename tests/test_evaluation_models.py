@@ -1,0 +1,111 @@
+"""Baseline models and rekko's model wrapper on hand-made similarity matrices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from rekko.collaborative import CollaborativeConfig
+from rekko.columns import Columns as C
+from rekko.evaluation import models as M
+from rekko.evaluation.run import check_recommendations
+from rekko.pipeline import PipelineResult
+from rekko.recommend import BlendWeights
+from rekko.similarity import TopKSimilarity
+
+IDS = np.array(["a", "b", "c", "d"], dtype=object)
+
+
+def _fitted(md: np.ndarray, desc: np.ndarray, cf: np.ndarray, movie_score: list[float], n_users: list[int]) -> M.Fitted:
+    movies = pd.DataFrame(
+        {C.MOVIE: IDS, C.TITLE: ["A", "B", "C", "D"], C.MOVIE_SCORE: movie_score, C.N_USERS: n_users, C.GENRES: [("x",)] * 4}
+    )
+    # user 1 watched a (ratio 1.0) and b (0.5); user 2 watched c; b is user 1's latest
+    upd = pd.DataFrame(
+        {
+            C.USER: [1, 1, 2],
+            "movie_idx": [0, 1, 2],
+            C.MOVIE: ["a", "b", "c"],
+            C.WATCH_RATIO: [1.0, 0.5, 1.0],
+            C.DATETIME: pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-01"]),
+        }
+    )
+    result = PipelineResult(
+        ratings=pd.DataFrame(),
+        movies=movies,
+        interactions=upd,
+        users=pd.DataFrame(),
+        sim_md=TopKSimilarity(IDS, sp.csr_matrix(md, dtype=np.float32)),
+        sim_desc=TopKSimilarity(IDS, sp.csr_matrix(desc, dtype=np.float32)),
+    )
+    from rekko.collaborative import recency_rank
+
+    return M.Fitted(result, sp.csr_matrix(cf, dtype=np.float32), recency_rank(upd), CollaborativeConfig())
+
+
+Z = np.zeros((4, 4))
+
+
+def _sym(pairs: dict[tuple[int, int], float]) -> np.ndarray:
+    m = np.zeros((4, 4))
+    for (i, j), v in pairs.items():
+        m[i, j] = m[j, i] = v
+    return m
+
+
+def test_most_popular_skips_watched() -> None:
+    f = _fitted(Z, Z, Z, [0, 0, 0, 0], n_users=[9, 5, 7, 1])
+    recs = M.most_popular(f, np.array([1, 2, 99]), 2)
+    assert recs[recs[C.USER] == 1][C.MOVIE].tolist() == ["c", "d"]
+    assert recs[recs[C.USER] == 2][C.MOVIE].tolist() == ["a", "b"]
+    assert 99 not in recs[C.USER].to_numpy()  # no history: not scored
+
+
+def test_legacy_takes_the_best_single_watched_movie() -> None:
+    # c is close to a (0.4) and to b (0.8); d only to a (0.6). Ratios: a 1.0, b 0.5.
+    md = np.array([[0, 0, 0.4, 0.6], [0, 0, 0.8, 0], [0.4, 0.8, 0, 0], [0.6, 0, 0, 0]])
+    f = _fitted(md, Z, Z, [0, 0, 0.1, 0.0], n_users=[1, 1, 1, 1])
+    w = BlendWeights(md=1.0, desc=0.0, cf=0.0, movie=1.0)
+    recs = M.legacy(f, np.array([1]), 2, w)
+    # c: max(1.0*0.4, 0.5*0.8) + 0.1 = 0.5 ; d: 1.0*0.6 + 0 = 0.6  (a sum would have put c first: 0.8 + 0.1)
+    assert recs[C.MOVIE].tolist() == ["d", "c"]
+    np.testing.assert_allclose(recs[C.SCORE], [0.6, 0.5], rtol=1e-6)
+
+
+def test_rekko_uses_recency_and_the_cf_matrix() -> None:
+    # a's co-watching neighbour is c... for user 2 (watched c) and d is b's neighbour
+    cf = _sym({(0, 3): 0.5, (1, 2): 0.9, (2, 3): 0.1})
+    f = _fitted(Z, Z, cf, [0, 0, 0, 0], n_users=[1, 1, 1, 1])
+    only_cf = BlendWeights(md=0, desc=0, cf=1, movie=0)
+    # no recency: user 1's weights a 1.0, b 0.5 -> c = 0.5*0.9/1.5 = 0.30, d = 1.0*0.5/1.5 = 0.33
+    plain = M.rekko(f, np.array([1]), 2, M.RekkoParams(blend=only_cf, recency_half_life=None))
+    assert plain[C.MOVIE].tolist() == ["d", "c"]
+    # half-life 1 watch: a (rank 1) weighs 0.5, b (latest) 0.5 -> c = 0.45/1, d = 0.25/1
+    recent = M.rekko(f, np.array([1]), 2, M.RekkoParams(blend=only_cf, recency_half_life=1.0))
+    assert recent[C.MOVIE].tolist() == ["c", "d"]
+    np.testing.assert_allclose(recent[C.SCORE], [0.45, 0.25], rtol=1e-5)
+
+
+def test_params_round_trip() -> None:
+    p = M.RekkoParams(
+        blend=BlendWeights(md=0.1, desc=0.2, cf=0.6, movie=0.1),
+        recency_half_life=None,
+        collaborative=CollaborativeConfig(k=50, weighting="cosine"),
+    )
+    assert M.RekkoParams.from_dict(p.to_dict()) == p
+    assert M.RekkoParams.from_dict(None) == M.RekkoParams()
+
+
+def test_check_recommendations_catches_broken_models() -> None:
+    train = pd.DataFrame({C.USER: [1], C.MOVIE: ["a"]})
+    ok = pd.DataFrame({C.USER: [1, 1], C.MOVIE: ["b", "c"], C.RANK: [1, 2]})
+    check_recommendations("ok", ok, train, 2)
+    for bad, what in [
+        (pd.DataFrame({C.USER: [1], C.MOVIE: ["a"], C.RANK: [1]}), "already watched"),
+        (pd.DataFrame({C.USER: [1, 1], C.MOVIE: ["b", "b"], C.RANK: [1, 2]}), "duplicates"),
+        (pd.DataFrame({C.USER: [1], C.MOVIE: ["b"], C.RANK: [3]}), "beyond k"),
+    ]:
+        with pytest.raises(AssertionError, match=what):
+            check_recommendations("bad", bad, train, 2)

@@ -1,0 +1,67 @@
+"""Tuning: the fast scorer agrees with the shipped recommender; the search only sees train; the manifest update."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rekko.artifacts import Manifest, read_manifest, write_manifest
+from rekko.columns import Columns as C
+from rekko.evaluation import models as M
+from rekko.evaluation.run import load_inputs
+from rekko.evaluation.splitters import per_user_last_n_split
+from rekko.recommend import BlendWeights, Recommender
+from rekko.tuning import TuneConfig, blend_scores, kind_scores, tune, update_manifest
+
+from tests.test_evaluation_run import tiny_inputs
+
+
+@pytest.fixture()
+def data(tmp_path: Path):
+    return load_inputs(*tiny_inputs(tmp_path))
+
+
+def test_fast_scores_equal_the_recommender(data) -> None:
+    interactions, movies, ratings = data
+    fitted = M.fit(interactions, movies, ratings)
+    blend = BlendWeights(md=0.3, desc=0.2, cf=0.4, movie=0.1)
+    rows = np.arange(len(fitted.user_ids))
+    fast = blend_scores(kind_scores(fitted, rows, 2.0), fitted.result.movies[C.MOVIE_SCORE].to_numpy(np.float32), blend)
+    recs = Recommender(fitted.artifacts(2.0), blend).recommend_all(3, user_ids=fitted.user_ids)
+    pos = {m: i for i, m in enumerate(fitted.movie_ids)}
+    expected = fast[np.searchsorted(fitted.user_ids, recs[C.USER]), recs[C.MOVIE].map(pos).to_numpy()]
+    np.testing.assert_allclose(recs[C.SCORE].to_numpy(), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_tune_searches_on_a_validation_split_of_train_only(data) -> None:
+    interactions, movies, ratings = data
+    outer = per_user_last_n_split(interactions, 1)
+    result = tune(
+        outer.train, movies, ratings, partial(per_user_last_n_split, n=1),
+        config=TuneConfig(k=2), cf_k_grid=(5,), half_life_grid=(None, 1.0), weight_grid=(0.0, 0.1, 1.0),
+    )
+    # the validation split is carved from the train part: 16 users lose one more watch each
+    assert result.validation_stats["train_rows"] == len(outer.train) - 16
+    assert result.validation_stats["test_users"] == 16
+    assert result.validation_ndcg >= result.start_ndcg - 1e-9
+    b = result.params.blend
+    assert b.md + b.desc + b.cf + b.movie == pytest.approx(1.0, abs=1e-5)
+    assert result.params.collaborative.k == 5
+    assert result.to_dict()["evaluations"] == len(result.trace) > 10
+
+
+def test_update_manifest_stores_the_parameters_recommend_reads(tmp_path: Path) -> None:
+    path = tmp_path / "manifest.json"
+    write_manifest(Manifest(parameters={"blend": {"md": 0.5, "desc": 0.3, "cf": 0.0, "movie": 0.2}}), path)
+    params = M.RekkoParams(blend=BlendWeights(md=0.1, desc=0.0, cf=0.8, movie=0.1), recency_half_life=5.0)
+    from rekko.tuning import TuneResult
+
+    note = update_manifest(path, TuneResult(params=params, validation_ndcg=0.2, validation_metrics={}, start_ndcg=0.1))
+    assert "no co-watching similarity" in note
+    stored = read_manifest(path).parameters
+    assert stored["blend"] == {"md": 0.1, "desc": 0.0, "cf": 0.8, "movie": 0.1, "recency_half_life": 5.0}
+    assert stored["tuned"]["validation_ndcg"] == 0.2
+    assert BlendWeights.from_dict(stored["blend"]) == params.blend
