@@ -208,6 +208,8 @@ def test_rekko_enrich_on_the_sample_data(tmp_path):
                 "0",
                 "--concurrency",
                 "4",
+                "--log-every",
+                "0",
             ],
             capture_output=True,
             text=True,
@@ -222,4 +224,5 @@ def test_rekko_enrich_on_the_sample_data(tmp_path):
     assert asked_keys and not (asked_keys & legacy_found)  # nothing the legacy cache knew was asked
     assert set(normalize_title(movies[C.TITLE])) <= set(cache[C.TITLE_KEY])  # every title is answered
     assert not (tmp_path / ".api_cache.parquet.journal").exists()  # compacted at the end
+    assert "titles/s" in proc.stderr  # no terminal: progress lines instead of a bar, at the CLI's default log level
     assert KEY not in proc.stdout + proc.stderr

@@ -54,6 +54,7 @@ def test_missing_key_is_an_input_error_naming_the_variable():
         ({"max_retries": -1}, "max retries"),
         ({"not_found_max_age_days": -1.0}, "max age"),
         ({"progress": "fancy"}, "progress"),
+        ({"log_every_seconds": -1.0}, "log interval"),
     ],
 )
 def test_invalid_values_say_what_was_expected(kwargs, message):

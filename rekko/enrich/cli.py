@@ -16,7 +16,7 @@ from typing import Any
 
 from rekko.columns import Columns as C
 from rekko.enrich.cache import default_cache_path
-from rekko.enrich.runner import enrich_titles
+from rekko.enrich.runner import enrich_titles, progress_log
 from rekko.enrich.settings import ENV_KEY, ENV_PROVIDER, ENV_URL, PROGRESS_MODES, PROVIDERS, EnrichSettings
 from rekko.exceptions import MissingColumnsError
 from rekko.io import read_table
@@ -78,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--limit", type=int, default=None, help="ask at most N titles this run")
     parser.add_argument(
+        "--log-every",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="without a terminal, a progress line every SECONDS (default 10)",
+    )
+    parser.add_argument(
         "--progress",
         choices=PROGRESS_MODES,
         default="auto",
@@ -108,6 +115,7 @@ def settings_from_args(args: argparse.Namespace) -> EnrichSettings:
         flush_every=args.flush_every,
         not_found_max_age_days=args.not_found_max_age,
         progress=args.progress,
+        log_every_seconds=args.log_every,
     )
 
 
@@ -119,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
         raise MissingColumnsError([C.TITLE], path=str(args.movies), available=movies.columns)
     columns = [c for c in (C.TITLE, C.RELEASE_YEAR) if c in movies.columns]
     cache = args.cache or default_cache_path(args.ratings)
+    if settings.progress in ("auto", "log") and progress_log.level == logging.NOTSET:
+        progress_log.setLevel(logging.INFO)  # without a terminal, these lines are the progress bar
     with _sigterm_as_interrupt():
         summary = enrich_titles(movies[columns], cache, settings, legacy_path=args.ratings, limit=args.limit)
     print(f"enrich: {summary}")

@@ -50,6 +50,8 @@ from rekko.enrich.client import (
 from rekko.enrich.settings import EnrichSettings, redact
 
 log = logging.getLogger(__name__)
+#: Periodic progress lines when there is no terminal for a bar; the CLI shows them by default.
+progress_log = logging.getLogger("rekko.enrich.progress")
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,7 @@ class _Progress:
         if self.log and now - self._last >= self.every:
             self._last = now
             rate = self.done / max(now - self.start, 1e-9)
-            log.info(
+            progress_log.info(
                 "enrich: %d/%d titles (found %d, not found %d, errors %d), %.1f titles/s",
                 self.done,
                 self.total,

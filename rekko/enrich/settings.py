@@ -108,6 +108,8 @@ class EnrichSettings:
             raise ConfigError(f"backoff base must be >= 0 seconds, got {self.backoff_base!r}")
         if not (math.isfinite(self.not_found_max_age_days) and self.not_found_max_age_days >= 0):
             raise ConfigError(f"not-found max age must be >= 0 days, got {self.not_found_max_age_days!r}")
+        if not (math.isfinite(self.log_every_seconds) and self.log_every_seconds >= 0):
+            raise ConfigError(f"progress log interval must be >= 0 seconds, got {self.log_every_seconds!r}")
         if self.progress not in PROGRESS_MODES:
             raise ConfigError(f"unknown progress mode {self.progress!r}; expected one of {', '.join(PROGRESS_MODES)}")
 
