@@ -152,7 +152,7 @@ def test_tmdb_end_to_end(tmp_path):
 def test_limit_asks_at_most_n(kp, tmp_path):
     titles = pd.DataFrame({"title": [f"T{i}" for i in range(10)]})
     summary = enrich_titles(titles, tmp_path / "c.parquet", settings(kp), limit=4)
-    assert (summary.not_found, summary.remaining, kp.total_hits) == (4, 0, 4)
+    assert (summary.not_found, summary.remaining, kp.total_hits) == (4, 6, 4)
 
 
 def test_nothing_to_ask_makes_no_request(kp, tmp_path):

@@ -200,15 +200,16 @@ def _enrich_locked(
     distinct = unique_titles(titles)
     cache = load_cache(cache_path)
     todo = titles_to_ask(distinct, cache, now=now, not_found_max_age=timedelta(days=settings.not_found_max_age_days))
-    cached = len(distinct) - len(todo)
+    cached, to_ask = len(distinct) - len(todo), len(todo)
     if limit is not None:
         todo = todo.iloc[: max(limit, 0)]
     log.info(
-        "enrich: %d distinct titles, %d answered by the cache, %d to ask %s",
+        "enrich: %d distinct titles, %d answered by the cache, %d to ask from %s (%d this run)",
         len(distinct),
         cached,
-        len(todo),
+        to_ask,
         settings.provider,
+        len(todo),
     )
 
     if len(todo) and not cache_path.exists():
@@ -285,7 +286,7 @@ def _enrich_locked(
         found=counts[FOUND],
         not_found=counts[NOT_FOUND],
         errors=counts[ERROR],
-        remaining=len(todo) - sum(counts.values()),
+        remaining=to_ask - sum(counts.values()),  # titles beyond ``limit`` remain too
         stopped=stopped,
         requests=client.n_requests,
         retries=client.n_retries,
