@@ -69,9 +69,10 @@ def test_legacy_takes_the_best_single_watched_movie() -> None:
     f = _fitted(md, Z, Z, [0, 0, 0.1, 0.0], n_users=[1, 1, 1, 1])
     w = BlendWeights(md=1.0, desc=0.0, cf=0.0, movie=1.0)
     recs = M.legacy(f, np.array([1]), 2, w)
-    # c: max(1.0*0.4, 0.5*0.8) + 0.1 = 0.5 ; d: 1.0*0.6 + 0 = 0.6  (a sum would have put c first: 0.8 + 0.1)
+    # int_coef = 1 / (1.0 + 0.5). c: max(1.0*0.4, 0.5*0.8) / 1.5 + 0.1 = 0.3667; d: 1.0*0.6 / 1.5 = 0.4
+    # (a sum over watched movies would have put c first: 0.8 / 1.5 + 0.1)
     assert recs[C.MOVIE].tolist() == ["d", "c"]
-    np.testing.assert_allclose(recs[C.SCORE], [0.6, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(recs[C.SCORE], [0.4, 0.4 / 1.5 + 0.1], rtol=1e-6)
 
 
 def test_rekko_uses_recency_and_the_cf_matrix() -> None:

@@ -1,11 +1,15 @@
 """The models ``rekko evaluate`` compares, all fitted on the train part only.
 
 * ``most_popular``: movies by the number of train users who watched them;
-* ``legacy``: the seed's scoring, de-duplicated: each candidate's best single
-  watched-movie similarity (the seed ranked per watched movie, so a movie close
-  to several of them came back several times; here it counts once, with its
-  maximum), weighted by that movie's watch ratio, blended with the movie score
-  (the seed's weights: metadata 0.5, description 0.3, movie score 0.2);
+* ``legacy``: the seed's scoring, de-duplicated, as reconstructed from the
+  seed's description and artifacts (its code is not in this repository):
+  candidates are scored per watched movie: content similarity x that movie's watch ratio x the
+  user's ``int_coef`` (1 / the sum of their watch ratios), plus the movie
+  score (weights: metadata 0.5, description 0.3, movie score 0.2), and
+  returned a movie once per watched movie it was close to. De-duplicated,
+  each candidate keeps its best (maximum) per-watched-movie score. The
+  ``int_coef`` factor makes the similarity part tiny for anyone with a real
+  history, so the movie score (rating, watch ratio, popularity) dominates;
 * ``content``: rekko's recommender on the two content similarities only;
 * ``collaborative``: rekko's recommender on the co-watching similarity only
   (an ItemKNN baseline);
@@ -175,14 +179,17 @@ def most_popular(fitted: Fitted, users: np.ndarray, k: int) -> pd.DataFrame:
 
 
 def legacy(fitted: Fitted, users: np.ndarray, k: int, weights: BlendWeights = BlendWeights()) -> pd.DataFrame:
-    """The seed's scoring, de-duplicated: max over watched movies of ratio x content similarity, + movie score."""
+    """The seed's scoring, de-duplicated: max over watched movies of ratio x int_coef x content similarity, + movie score."""
     combined = (fitted.result.sim_md.matrix * weights.md + fitted.result.sim_desc.matrix * weights.desc).tocsr()
     movie_part = fitted.result.movies[C.MOVIE_SCORE].to_numpy(dtype=np.float64) * weights.movie
 
     def score(h: sp.csr_matrix) -> np.ndarray:
         owner = np.repeat(np.arange(h.shape[0]), np.diff(h.indptr))
+        # the seed's per-watched-movie weight: watch ratio x int_coef (1 / the user's sum of ratios)
+        sums = np.asarray(h.sum(axis=1)).ravel()
+        int_coef = np.divide(1.0, sums, out=np.zeros_like(sums, dtype=np.float64), where=sums > 0)
         rows = combined[h.indices]  # one row per (user, watched movie)
-        contrib = (sp.diags(h.data.astype(np.float64)) @ rows).tocoo()
+        contrib = (sp.diags(h.data.astype(np.float64) * int_coef[owner]) @ rows).tocoo()
         best = np.zeros(h.shape, dtype=np.float64)
         np.maximum.at(best, (owner[contrib.row], contrib.col), contrib.data)
         return best + movie_part
