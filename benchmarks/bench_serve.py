@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/bench_serve.py                  # 1 and 2 workers, 32 clients, 15 s each
     .venv/bin/python benchmarks/bench_serve.py --workers 2 --duration 30
 
-Builds the seed-scale inputs (benchmarks/make_seed_scale.py) and artifacts
-(``rekko pipeline``) under benchmarks/out/seed-scale/ when they are missing,
+Builds the seed-scale inputs (benchmarks/make_seed_scale.py, in
+benchmarks/out/seed-scale/) and artifacts (``rekko pipeline``, in
+benchmarks/out/serve/) when they are missing,
 starts ``rekko serve`` on a free 127.0.0.1 port, and drives it with N
 concurrent keep-alive connections (a minimal asyncio HTTP/1.1 client, so the
 load generator costs little of the 2 cores it shares with the server).
@@ -50,14 +51,15 @@ def artifact_args(d: Path) -> list[str]:
             "--sim-desc", str(d / "matrix" / "cos_sim_desc.pkl")]
 
 
-def ensure_artifacts(d: Path) -> None:
+def ensure_artifacts(inputs: Path, d: Path) -> None:
+    """Seed-scale inputs in ``inputs`` (generated when missing), artifacts in ``d`` (built when missing)."""
     if (d / "matrix" / "manifest.json").exists():
         return
-    if not (d / "interactions.parquet").exists():
-        subprocess.run([PY, str(HERE / "make_seed_scale.py"), "--out", str(d)], check=True)
+    if not (inputs / "interactions.parquet").exists():
+        subprocess.run([PY, str(HERE / "make_seed_scale.py"), "--out", str(inputs)], check=True)
     print("building artifacts with rekko pipeline ...", flush=True)
-    subprocess.run([PY, "-m", "rekko", "pipeline", "--interactions", str(d / "interactions.parquet"),
-                    "--movies", str(d / "movies_metdata.parquet"), "--ratings", str(d / "Movies_r_d.xlsx"),
+    subprocess.run([PY, "-m", "rekko", "pipeline", "--interactions", str(inputs / "interactions.parquet"),
+                    "--movies", str(inputs / "movies_metdata.parquet"), "--ratings", str(inputs / "Movies_r_d.xlsx"),
                     "--movies-rd", str(d / "movies_rd.parquet"), *artifact_args(d)], check=True, cwd=ROOT)
 
 
@@ -187,8 +189,10 @@ def bench(d: Path, workers: int, clients: int, duration: float, max_requests: in
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=HERE / "out" / "seed-scale",
-                        help="folder with the seed-scale inputs/artifacts (built when missing)")
+    parser.add_argument("--inputs", type=Path, default=HERE / "out" / "seed-scale",
+                        help="seed-scale inputs (made by make_seed_scale.py when missing)")
+    parser.add_argument("--data", type=Path, default=HERE / "out" / "serve",
+                        help="the artifacts served (built by rekko pipeline when missing)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per run (default: 15)")
@@ -196,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mix", action="store_true", help="also /movies/{id} and /similar (default: recommendations)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
-    ensure_artifacts(args.data)
+    ensure_artifacts(args.inputs, args.data)
     results = [bench(args.data, w, args.clients, args.duration, args.max_requests, args.mix) for w in args.workers]
     print(f"{'workers':>7} {'clients':>7} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} "
           f"{'errors':>6} {'RSS sum MiB':>11} {'PSS MiB':>8}  RSS / private MiB per process")

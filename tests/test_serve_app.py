@@ -16,6 +16,7 @@ from tests.serve_support import build_artifacts, get, live_server  # noqa: E402
 from rekko.columns import Columns as C  # noqa: E402
 from rekko.recommend import Recommender, load_artifacts  # noqa: E402
 from rekko.serve.app import create_app  # noqa: E402
+from rekko.serve.schemas import RecommendationList  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,7 @@ def test_recommendations_match_the_cli_recommend(url, recommender, n):
     status, body, _ = get(f"{url}/recommendations/{user}?n={n}")
     expected = recommender.recommend(user, n).items
     assert status == 200
+    assert RecommendationList.model_validate(body).model_dump(mode="json") == body  # exactly the documented shape
     assert body["user_id"] == user and body["cold_start"] is False and body["label"].startswith("personal")
     assert body["history_size"] == len(recommender.history_of(user)[0])
     items = body["items"]

@@ -123,3 +123,12 @@ def test_two_workers_pick_up_a_new_pipeline_run(tmp_path):
             _, err = proc.communicate()
     assert "Traceback" not in err
     assert not list(Path(tempfile.gettempdir()).glob(f"rekko-serve-*/{first}*")), "bundle left behind"
+
+
+def test_without_the_serve_extra_the_command_says_what_to_install(tmp_path):
+    code = "import sys; sys.modules['fastapi'] = None; from rekko.cli import main; sys.exit(main(['serve']))"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert "pip install 'rekko[serve]'" in result.stderr

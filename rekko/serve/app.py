@@ -9,14 +9,15 @@ the recommender single-threaded within a worker. Every handler reads
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Path, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from rekko import __version__
 from rekko.columns import Columns as C
@@ -29,7 +30,6 @@ from rekko.serve.schemas import (
     Health,
     Movie,
     RecommendationList,
-    RecommendedMovie,
     SimilarList,
     SimilarMovie,
     SimKind,
@@ -114,8 +114,8 @@ def create_app(paths: ArtifactPaths | None = None, *, state: SnapshotSource | No
 
     @app.get("/recommendations/{user_id}", response_model=RecommendationList,
              summary="top-n unwatched movies for a user (cold-start list for an unknown user)")
-    async def recommendations(user_id: UserId, n: N = 10) -> RecommendationList:
-        return recommendation_list(state.snapshot, user_id, n)
+    async def recommendations(user_id: UserId, n: N = 10) -> Response:
+        return _json(recommendation_list(state.snapshot, user_id, n))
 
     @app.get("/movies/{movie_id}", response_model=Movie, responses=_NOT_FOUND, summary="one movie's details")
     async def movie(movie_id: MovieId) -> Movie:
@@ -147,25 +147,35 @@ def _position(snap: Snapshot, movie_id: str) -> int:
     return pos
 
 
-def recommendation_list(snap: Snapshot, user_id: int, n: int) -> RecommendationList:
-    """The CLI's recommend answer (movie_id, title, score, based_on, components) as a response body."""
+def recommendation_list(snap: Snapshot, user_id: int, n: int) -> dict[str, Any]:
+    """The CLI's recommend answer (movie_id, title, score, based_on, components) as a JSON-ready dict.
+
+    Shaped exactly like :class:`RecommendationList`; plain dicts because this is
+    the hot path (the schema is still enforced by the tests and schemathesis).
+    """
     r = rank(snap.recommender, user_id, n)
     a = snap.recommender.artifacts
     ids, titles = a.movie_ids, a.titles
     parts = list(r.components)
     comps = zip(*(r.components[p].tolist() for p in parts))
     items = [
-        RecommendedMovie(rank=i, movie_id=ids[m], title=titles[m], score=score,
-                         based_on=ids[b] if b >= 0 else None, based_on_title=titles[b] if b >= 0 else None,
-                         components=dict(zip(parts, values)))
+        {"rank": i, "movie_id": str(ids[m]), "title": str(titles[m]), "score": score,
+         "based_on": str(ids[b]) if b >= 0 else None, "based_on_title": str(titles[b]) if b >= 0 else None,
+         "components": dict(zip(parts, values))}
         for i, (m, score, b, values) in enumerate(zip(r.movies.tolist(), r.scores.tolist(), r.based_on.tolist(), comps),
                                                   start=1)
     ]
-    return RecommendationList(
-        user_id=user_id,
-        cold_start=r.cold_start,
-        label=_LABEL_COLD if r.cold_start else _LABEL_PERSONAL,
-        history_size=r.history_size,
-        artifacts=snap.version,
-        items=items,
-    )
+    return {
+        "user_id": user_id,
+        "cold_start": r.cold_start,
+        "label": _LABEL_COLD if r.cold_start else _LABEL_PERSONAL,
+        "history_size": r.history_size,
+        "artifacts": snap.version,
+        "items": items,
+    }
+
+
+def _json(body: dict[str, Any]) -> Response:
+    """Serialize once, without FastAPI's re-validation of the response model (documented via response_model)."""
+    return Response(json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(),
+                    media_type="application/json")
