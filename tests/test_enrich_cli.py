@@ -146,10 +146,11 @@ def _wait_for_rows(path: Path, proc: subprocess.Popen, at_least: int, timeout: f
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["SIGKILL", "SIGINT", "SIGTERM"])
 def test_killed_run_resumes_without_asking_twice(tmp_path, sig):
-    n, flush, conc = 60, 5, 2
+    n, flush, conc = 100, 5, 2
     write_movies(tmp_path / "movies.parquet", n)
     cache_path = tmp_path / "api_cache.parquet"
-    with ApiEmulator("kinopoisk", api_key=KEY, echo_unknown=True, latency=0.03) as api:
+    # 50 ms answers: slow enough to kill the first run midway even on a busy machine
+    with ApiEmulator("kinopoisk", api_key=KEY, echo_unknown=True, latency=0.05) as api:
         cmd = enrich_cmd(api, tmp_path, "--concurrency", str(conc), "--flush-every", str(flush))
         proc = subprocess.Popen(
             cmd, env=env(REKKO_API_KEY=KEY), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -173,6 +174,7 @@ def test_killed_run_resumes_without_asking_twice(tmp_path, sig):
         else:
             assert len(hit_first - saved) <= flush + 2 * conc  # at most one batch and the requests in flight
 
+        api.latency = 0.0  # the resumed run may be fast
         proc2 = subprocess.run(
             cmd, env=env(REKKO_API_KEY=KEY), cwd=tmp_path, capture_output=True, text=True, timeout=60
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import socket
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -118,8 +119,10 @@ def test_429_pauses_every_worker(kp):
     with ApiClient(settings(kp)) as client:
         first = threading.Thread(target=client.fetch, args=("Heat",))
         first.start()
-        first.join(0.1)  # the 429 has arrived and the client is waiting
-        assert kp.total_hits == 1
+        deadline = time.monotonic() + 10
+        while client.n_retries < 1 and time.monotonic() < deadline:  # the 429 is in and the pause is set
+            time.sleep(0.005)
+        assert kp.total_hits == 1 and client.n_retries == 1
         client.fetch("Брат")  # another title, another thread's view: must wait for the pause too
         first.join()
     brat = next(r["t"] for r in kp.requests if r["title"] == "Брат")
