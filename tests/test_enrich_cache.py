@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rekko.columns import Columns as C
 from rekko.enrich.cache import (
@@ -236,3 +238,36 @@ def test_journal_without_cache_file_is_still_read(tmp_path):
     LEGACY.to_csv(tmp_path / "legacy.csv", index=False)
     assert migrate_legacy_file(tmp_path / "legacy.csv", path) == 0  # a cache exists: never migrate over it
     assert not path.exists()
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["Брат", "брат!", "Сталкер", "Ёлки", "елки"]),
+                st.sampled_from([None, 1997, 2010]),
+                st.sampled_from([FOUND, NOT_FOUND, ERROR]),
+            ),
+            max_size=6,
+        ),
+        max_size=4,
+    )
+)
+def test_merging_batches_keeps_one_row_per_key_and_the_latest_answer(batches):
+    cache = empty_cache()
+    latest = {}
+    for i, batch in enumerate(batches):
+        records = []
+        for j, (title, year, status) in enumerate(batch):
+            rec = found(title, year, rating=float(i * 10 + j)) if status == FOUND else other(title, status, year)
+            records.append(rec)
+            latest[(title.casefold().replace("ё", "е").strip("!"), year)] = (status, rec[C.RATING])
+        cache = merge_records(cache, records)
+    keys = list(zip(cache[C.TITLE_KEY], cache[C.RELEASE_YEAR].astype(object), strict=True))
+    assert len(keys) == len(set(keys)) == len(latest)
+    for key, status, rating in zip(keys, cache[C.STATUS], cache[C.RATING], strict=True):
+        year = None if key[1] is pd.NA else key[1]
+        want_status, want_rating = latest[(key[0], year)]
+        assert status == want_status
+        assert (math.isnan(rating) and math.isnan(want_rating)) or rating == want_rating
