@@ -211,8 +211,9 @@ def run_with_enrichment(paths: PipelinePaths = PipelinePaths(), *, top_k: int = 
     if os.environ.get("REKKO_API_KEY"):
         movies = ingest.load_movies(paths.movies)  # validate before any network traffic
         titles = movies[[c for c in (C.TITLE, C.RELEASE_YEAR) if c in movies.columns]]
-        summary = enrich_titles(titles, cache_path, EnrichSettings.from_env())
+        summary = enrich_titles(titles, cache_path, EnrichSettings.from_env(), legacy_path=paths.ratings)
         log.info("enrichment: %s", summary)
-    if cache_path.exists():
+    journal = cache_path.parent / f".{cache_path.name}.journal"
+    if cache_path.exists() or journal.exists():
         extra = read_cache_as_ratings(cache_path)
     return run_pipeline(paths, cfg, ratings_extra=extra)
