@@ -67,19 +67,10 @@ def run(args: argparse.Namespace) -> int:
     from rekko.cli import artifact_paths
 
     _require_server_deps()
-    import uvicorn
-
-    from rekko.serve.app import create_app
-    from rekko.serve.state import ArtifactState
-
-    interval = args.reload_interval if args.reload_interval > 0 else None
-    paths = artifact_paths(args)
-    if args.workers == 1:
-        state = ArtifactState.from_paths(paths, interval=interval)  # ArtifactError -> exit 2
-        app = create_app(state=state)
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
-        return 0
     from rekko.serve.shared import serve_shared
 
-    return serve_shared(paths, host=args.host, port=args.port, workers=args.workers, interval=interval,
-                        log_level=args.log_level)
+    interval = args.reload_interval if args.reload_interval > 0 else None
+    # Always through a memory-mapped bundle built in a child process: the serving process never
+    # holds the pandas/pyarrow load's peak, and 1 or N workers share the same code path.
+    return serve_shared(artifact_paths(args), host=args.host, port=args.port, workers=args.workers,
+                        interval=interval, log_level=args.log_level)

@@ -24,6 +24,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import uuid
@@ -345,9 +346,17 @@ def worker_app():
     return create_app(state=BundleState(root, interval=interval if interval > 0 else None))
 
 
+def _graceful_exit(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
 def serve_shared(paths: ArtifactPaths, *, host: str, port: int, workers: int, interval: float | None,
                  log_level: str = "info", shared_dir: Path | None = None) -> int:
-    """Load + verify + export in this process, then run ``workers`` uvicorn workers over the bundle."""
+    """Verify and export the artifacts (in a child process), then serve the bundle with ``workers`` processes.
+
+    With one worker the app runs in this process; with more, uvicorn's
+    supervisor spawns them and this process only publishes new generations.
+    """
     import uvicorn
 
     root = Path(tempfile.mkdtemp(prefix="rekko-serve-", dir=shared_dir))
@@ -357,8 +366,14 @@ def serve_shared(paths: ArtifactPaths, *, host: str, port: int, workers: int, in
         os.environ[ENV_ROOT] = str(root)
         os.environ[ENV_INTERVAL] = str(min(interval, 0.5) if interval else 0)
         publisher.start()
-        uvicorn.run("rekko.serve.shared:worker_app", factory=True, host=host, port=port, workers=workers,
-                    log_level=log_level, access_log=False)
+        # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler it found; make
+        # that handler unwind through ``finally`` (stop the publisher, remove the bundles) and exit 0
+        signal.signal(signal.SIGTERM, _graceful_exit)
+        if workers == 1:  # one process: the publisher's thread and the app side by side
+            uvicorn.run(worker_app(), host=host, port=port, log_level=log_level, access_log=False)
+        else:
+            uvicorn.run("rekko.serve.shared:worker_app", factory=True, host=host, port=port, workers=workers,
+                        log_level=log_level, access_log=False)
     finally:
         if publisher is not None:
             publisher.stop()
