@@ -199,7 +199,10 @@ def read_tmdb(path: str | os.PathLike[str]) -> pd.DataFrame:
             "tmdb_year": pd.array(year, dtype="Int64"),
         }
     )
-    return tidy.drop_duplicates(_TMDB_ID, keep="first").reset_index(drop=True)
+    out = tidy.drop_duplicates(_TMDB_ID, keep="first").reset_index(drop=True)
+    if len(out) < len(tidy):
+        log.info("%s: %d repeated TMDB ids ignored (the first row of each wins)", path, len(tidy) - len(out))
+    return out
 
 
 def read_imdb(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -230,8 +233,15 @@ def read_imdb(path: str | os.PathLike[str]) -> pd.DataFrame:
             "imdb_rating": pd.to_numeric(raw["imdb_score"], errors="coerce"),
         }
     )
+    no_id = int(tidy[_IMDB_ID].isna().sum())
     tidy = tidy[tidy[_IMDB_ID].notna()]
-    return tidy.drop_duplicates(_IMDB_ID, keep="first").reset_index(drop=True)
+    out = tidy.drop_duplicates(_IMDB_ID, keep="first").reset_index(drop=True)
+    if no_id or len(out) < len(tidy):
+        log.info(
+            "%s: %d rows without a tt id and %d repeated tt ids ignored (the first row of each wins)",
+            path, no_id, len(tidy) - len(out),
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- transforming
@@ -400,13 +410,9 @@ def import_movielens(
     if not default_runtime > 0:
         raise ConfigError(f"default runtime must be a positive number of minutes, got {default_runtime!r}")
     ml_ratings, ml_movies, links = read_movielens(directory)
-    movies, ratings, stats = build_movies(
-        ml_movies,
-        links,
-        read_tmdb(tmdb) if tmdb is not None else None,
-        read_imdb(imdb) if imdb is not None else None,
-        default_runtime=default_runtime,
-    )
+    tmdb_rows = read_tmdb(tmdb) if tmdb is not None else None
+    imdb_rows = read_imdb(imdb) if imdb is not None else None
+    movies, ratings, stats = build_movies(ml_movies, links, tmdb_rows, imdb_rows, default_runtime=default_runtime)
     interactions = build_interactions(ml_ratings, movies)
     known = ml_ratings["movieId"].isin(ml_movies["movieId"])
     stats = {
