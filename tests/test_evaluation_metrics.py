@@ -112,3 +112,23 @@ def test_metric_bounds(test_lists, rec_lists, k) -> None:
     assert values["precision"] <= values["hit_rate"] + 1e-12
     assert values["mrr"] <= values["hit_rate"] + 1e-12
     assert values["ndcg"] <= values["hit_rate"] + 1e-12
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.dictionaries(st.integers(0, 5), st.lists(st.sampled_from("abcdefgh"), max_size=6, unique=True)),
+    st.dictionaries(st.sampled_from("abcdefgh"), st.lists(st.sampled_from("xyz"), max_size=3, unique=True)),
+    st.integers(1, 6),
+)
+def test_beyond_accuracy_bounds(rec_lists, genre_lists, k) -> None:
+    recs = _recs(rec_lists)
+    genres = pd.Series(genre_lists, dtype=object)
+    train = _test({9: list("abcd"), 8: list("ab")})
+    coverage = M.catalog_coverage(recs, 8, k)
+    assert 0.0 <= coverage <= 1.0
+    novelty, diversity = M.novelty(recs, train, k), M.intra_list_diversity(recs, genres, k)
+    if recs.empty:
+        assert math.isnan(novelty) and math.isnan(diversity)
+    else:
+        assert 0.0 <= novelty <= math.log2(2) + 1e-12  # 2 train users: -log2(1/2) at most
+        assert math.isnan(diversity) or -1e-9 <= diversity <= 1.0 + 1e-9
