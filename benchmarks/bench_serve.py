@@ -165,7 +165,7 @@ def bench(d: Path, workers: int, clients: int, duration: float, max_requests: in
                 break
             except OSError:
                 if server.poll() is not None:
-                    raise SystemExit(f"server exited with {server.returncode}")
+                    raise SystemExit(f"server exited with {server.returncode}") from None
                 time.sleep(0.1)
         else:
             raise SystemExit("server did not start in 60 s")

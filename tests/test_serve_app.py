@@ -11,12 +11,11 @@ import pytest
 
 pytest.importorskip("fastapi", reason="rekko[serve] is not installed")
 
-from tests.serve_support import build_artifacts, get, live_server  # noqa: E402
-
 from rekko.columns import Columns as C  # noqa: E402
 from rekko.recommend import Recommender, load_artifacts  # noqa: E402
 from rekko.serve.app import create_app  # noqa: E402
 from rekko.serve.schemas import RecommendationList  # noqa: E402
+from tests.serve_support import build_artifacts, get, live_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")

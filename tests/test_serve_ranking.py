@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rekko.columns import Columns as C
 from rekko.exceptions import ConfigError
@@ -46,3 +48,20 @@ def test_rank_equals_recommend_for_every_user(recommender, n):
 def test_rank_rejects_a_bad_n(recommender):
     with pytest.raises(ConfigError):
         rank(recommender, int(recommender.artifacts.user_ids[0]), 0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), n=st.integers(1, 300))
+def test_rank_invariants(recommender, data, n):
+    a = recommender.artifacts
+    user = data.draw(st.one_of(st.sampled_from(a.user_ids.tolist()), st.integers(-(2**63), 2**63 - 1)))
+    r = rank(recommender, user, n)
+    hist = recommender.history_of(user)
+    watched = set() if hist is None else set(hist[0].tolist())
+    movies = r.movies.tolist()
+    assert len(movies) <= n and len(set(movies)) == len(movies)
+    assert not watched & set(movies)
+    assert np.all(np.isfinite(r.scores)) and np.all(np.diff(r.scores) <= 0)
+    assert set(r.based_on.tolist()) <= watched | {-1}
+    assert r.cold_start == (not watched) and r.history_size == len(watched)
+    assert all(len(v) == len(movies) for v in r.components.values())

@@ -122,7 +122,7 @@ def test_a_new_pipeline_run_is_served_without_restart_and_never_mixed(tmp_path):
                 build_artifacts(root, seed=seed)  # the pipeline rewrites every artifact in place
                 sha, answers = _expected(paths, users)
                 expected[sha] = answers
-                assert wait_for(lambda: get(f"{url}/health")[1]["artifacts"] == sha, timeout=30)
+                assert wait_for(lambda sha=sha: get(f"{url}/health")[1]["artifacts"] == sha, timeout=30)
                 status, body, _ = get(f"{url}/recommendations/1?n=5")
                 assert body["artifacts"] == sha and [i["movie_id"] for i in body["items"]] == answers[1]
         finally:

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-import numpy as np
 from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
@@ -133,7 +132,7 @@ def create_app(paths: ArtifactPaths | None = None, *, state: SnapshotSource | No
             raise HTTPException(404, f"no '{kind}' similarity in the loaded artifacts; available: {sorted(sims)}")
         found = snap.recommender.similar(movie_id, n, kind)
         items = [SimilarMovie(rank=i, movie_id=m, title=t, score=s) for i, (m, t, s) in enumerate(
-            zip(found[C.MOVIE].tolist(), found[C.TITLE].tolist(), found[C.SCORE].tolist()), start=1)]
+            zip(found[C.MOVIE].tolist(), found[C.TITLE].tolist(), found[C.SCORE].tolist(), strict=True), start=1)]
         title = str(snap.recommender.artifacts.titles[pos])
         return SimilarList(movie_id=movie_id, title=title, kind=kind, artifacts=snap.version, items=items)
 
@@ -157,13 +156,13 @@ def recommendation_list(snap: Snapshot, user_id: int, n: int) -> dict[str, Any]:
     a = snap.recommender.artifacts
     ids, titles = a.movie_ids, a.titles
     parts = list(r.components)
-    comps = zip(*(r.components[p].tolist() for p in parts))
+    comps = zip(*(r.components[p].tolist() for p in parts), strict=True)
     items = [
         {"rank": i, "movie_id": str(ids[m]), "title": str(titles[m]), "score": score,
          "based_on": str(ids[b]) if b >= 0 else None, "based_on_title": str(titles[b]) if b >= 0 else None,
-         "components": dict(zip(parts, values))}
-        for i, (m, score, b, values) in enumerate(zip(r.movies.tolist(), r.scores.tolist(), r.based_on.tolist(), comps),
-                                                  start=1)
+         "components": dict(zip(parts, values, strict=True))}
+        for i, (m, score, b, values) in enumerate(
+            zip(r.movies.tolist(), r.scores.tolist(), r.based_on.tolist(), comps, strict=True), start=1)
     ]
     return {
         "user_id": user_id,

@@ -30,7 +30,7 @@ import threading
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +67,7 @@ def _save_csr(folder: Path, name: str, m: sp.csr_matrix) -> None:
 def _load_csr(folder: Path, name: str, shape: tuple[int, int]) -> sp.csr_matrix:
     parts = [np.load(folder / f"{name}.{p}.npy", mmap_mode="r") for p in ("data", "indices", "indptr")]
     m = sp.csr_matrix(tuple(parts), shape=shape, copy=False)
-    if not all(np.shares_memory(a, b) for a, b in zip((m.data, m.indices, m.indptr), parts)):
+    if not all(np.shares_memory(a, b) for a, b in zip((m.data, m.indices, m.indptr), parts, strict=True)):
         raise ArtifactError(f"{folder}: {name} could not be mapped without a copy")
     return m
 
