@@ -150,10 +150,25 @@ def request_paths(d: Path, mix: bool, seed: int = 0) -> list[str]:
     return paths
 
 
-def bench(d: Path, workers: int, clients: int, duration: float, max_requests: int, mix: bool) -> dict[str, object]:
+DIRECT = """
+import sys, uvicorn
+from pathlib import Path
+from rekko.paths import ArtifactPaths
+from rekko.serve.app import create_app
+d = Path(sys.argv[2])
+paths = ArtifactPaths(d / "interactions_upd.parquet", d / "movies_md_upd.parquet", d / "int_coef.parquet",
+                      d / "matrix" / "cos_sim_md.pkl", d / "matrix" / "cos_sim_desc.pkl")
+uvicorn.run(create_app(paths), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
+
+def bench(d: Path, workers: int, clients: int, duration: float, max_requests: int, mix: bool,
+          direct: bool = False) -> dict[str, object]:
     port = free_port()
     cmd = [PY, "-m", "rekko", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
            "--log-level", "warning", *artifact_args(d)]
+    if direct:  # the library's create_app(paths): artifacts loaded in the serving process itself
+        cmd = [PY, "-c", DIRECT, str(port), str(d)]
     t0 = time.perf_counter()
     log = open(d / f"serve-{workers}.log", "w")  # noqa: SIM115 - closed with the server
     server = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
@@ -175,7 +190,7 @@ def bench(d: Path, workers: int, clients: int, duration: float, max_requests: in
         mem_idle = memory_mib(server.pid)
         result = asyncio.run(drive(port, paths, clients, duration, max_requests))
         mem = memory_mib(server.pid)
-        return {"workers": workers, "clients": clients, "mix": mix, "startup_s": round(started, 2),
+        return {"workers": "direct" if direct else workers, "clients": clients, "mix": mix, "startup_s": round(started, 2),
                 "artifacts": health["artifacts"], **result, "memory_after_warmup": mem_idle, "memory": mem}
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -198,10 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per run (default: 15)")
     parser.add_argument("--max-requests", type=int, default=200_000)
     parser.add_argument("--mix", action="store_true", help="also /movies/{id} and /similar (default: recommendations)")
+    parser.add_argument("--direct", action="store_true",
+                        help="also run create_app(paths) in one process (artifacts loaded in-process, no bundle)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     ensure_artifacts(args.inputs, args.data)
     results = [bench(args.data, w, args.clients, args.duration, args.max_requests, args.mix) for w in args.workers]
+    if args.direct:
+        results.append(bench(args.data, 1, args.clients, args.duration, args.max_requests, args.mix, direct=True))
     print(f"{'workers':>7} {'clients':>7} {'req/s':>8} {'p50 ms':>7} {'p90 ms':>7} {'p99 ms':>7} {'max ms':>7} "
           f"{'errors':>6} {'RSS sum MiB':>11} {'PSS MiB':>8}  RSS / private MiB per process")
     for r in results:
