@@ -38,7 +38,6 @@ from rekko.serve.state import ArtifactState, Snapshot, SnapshotSource
 log = logging.getLogger(__name__)
 
 MAX_N = 100
-_COMPONENTS = (C.SIM_MD, C.SIM_DESC, C.SIM_CF, C.MOVIE_SCORE)
 _LABEL_PERSONAL = "personal: scored by similarity to the movies the user watched"
 _LABEL_COLD = "cold start: no watch history, best-rated popular movies"
 
