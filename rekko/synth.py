@@ -532,7 +532,11 @@ def _interactions(
     by_cluster = np.argsort(cluster, kind="stable")
     pop_sorted = truth_movies[C.POPULARITY].to_numpy()[by_cluster]
 
-    def draw(users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def draw(users: np.ndarray, uniform: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        if uniform:  # last resort for users whose taste pool is exhausted
+            movie = rng.integers(0, n_movies, len(users))
+            c = cluster[movie]
+            return movie, (c == fav1[users]) | (c == fav2[users])
         fav = rng.random(len(users)) < strength[users]
         second = (fav2[users] >= 0) & (rng.random(len(users)) < 0.4)
         c = np.where(second, fav2[users], fav1[users])
@@ -557,7 +561,7 @@ def _interactions(
         else:
             counts = _cap_counts(counts - lost, cap, protected=3 if showcase else 0, total=n_pairs)
             more = np.repeat(np.arange(n_users), counts - np.bincount(user, minlength=n_users))
-        m2, l2 = draw(more)
+        m2, l2 = draw(more, uniform=attempt >= 50)
         user, movie, liked = np.r_[user, more], np.r_[movie, m2], np.r_[liked, l2]
     else:  # pragma: no cover - guarded by the density check in generate()
         raise AssertionError("could not draw enough distinct (user, movie) pairs")

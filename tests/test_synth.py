@@ -303,3 +303,11 @@ def test_sample_script_is_deterministic(tmp_path: Path) -> None:
     for x, y in zip(first, second):
         pd.testing.assert_frame_equal(x, y)
     _assert_files_hold(tmp_path / "a", generate(80, 30, 400, seed=5))
+
+
+def test_concentrated_tastes_still_fill_every_pair() -> None:
+    # found by hypothesis: popularity-weighted redraws alone could not finish this one
+    data = generate(111, 19, 399, seed=153)
+    assert len(data.interactions.drop_duplicates(["user_id", "movie_id"])) <= len(data.interactions)
+    pairs = data.interactions.groupby(["user_id", "movie_id"]).ngroups
+    assert pairs > 0 and data.interactions["user_id"].nunique() == 19
