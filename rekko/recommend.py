@@ -175,6 +175,22 @@ class Recommendations:
     cold_start: bool
 
 
+@dataclass(frozen=True)
+class Ranked:
+    """Top-n for one user as arrays: movie positions, scores, the watched movie each is based on (-1: none).
+
+    The server turns these straight into JSON; :meth:`Recommender.recommend`
+    turns them into a frame.
+    """
+
+    movies: np.ndarray
+    scores: np.ndarray
+    based_on: np.ndarray
+    components: dict[str, np.ndarray]  # sim_md, sim_desc[, sim_cf], movie_score
+    cold_start: bool
+    history_size: int
+
+
 class Recommender:
     """Scores unwatched movies for users; see the module docstring for the formula."""
 
@@ -203,59 +219,57 @@ class Recommender:
         start, end = a.history.indptr[pos], a.history.indptr[pos + 1]
         return a.history.indices[start:end], a.history.data[start:end]
 
+    def movie_position(self, movie_id: str) -> int:
+        """Dense position of a movie id, or -1."""
+        return int(self.movie_pos_.get_indexer([str(movie_id)])[0])
+
     # -- scoring and ranking --------------------------------------------------
-    def recommend(self, user_id: int, n: int) -> Recommendations:
+    def rank(self, user_id: int, n: int) -> Ranked:
+        """Score every unwatched movie for ``user_id`` and keep the best ``n``."""
         n = validate_n(n)
+        a = self.artifacts
         hist = self.history_of(int(user_id))
         if hist is None or len(hist[0]) == 0:
-            return Recommendations(int(user_id), self._cold_start(n), cold_start=True)
+            top = self.cold_order_[:n]
+            comps = {_SIM_COLUMN[k]: np.zeros(len(top)) for k in self.kinds_}
+            comps[C.MOVIE_SCORE] = a.movie_score[top].astype(np.float64)
+            return Ranked(top, self.movie_part_[top].astype(np.float64), np.full(len(top), -1), comps, True, 0)
         watched, ratios = hist
         total = float(ratios.sum())
         weights = (ratios / total).astype(np.float32) if total > 0 else np.zeros_like(ratios)
-        scores = weights @ self.combined_[watched] if len(watched) else np.zeros(len(self.movie_part_), np.float32)
-        scores = np.asarray(scores, dtype=np.float32).ravel() + self.movie_part_
+        rows = self.combined_[watched]
+        scores = np.asarray(weights @ rows, dtype=np.float32).ravel() + self.movie_part_
         scores[watched] = -np.inf
         top = _top_n(scores, n)
-        return Recommendations(int(user_id), self._explain(top, scores[top], watched, weights), cold_start=False)
-
-    def _explain(self, top: np.ndarray, scores: np.ndarray, watched: np.ndarray, weights: np.ndarray) -> pd.DataFrame:
-        a = self.artifacts
-        contrib = (self.combined_[watched][:, top]).toarray() * weights[:, None]
+        # explanations for the n kept movies only
+        contrib = rows[:, top].toarray() * weights[:, None]
         has = contrib.max(axis=0, initial=0.0) > 0
-        best = watched[contrib.argmax(axis=0)] if len(watched) else np.zeros(len(top), dtype=np.int64)
-        out = pd.DataFrame(
-            {
-                C.RANK: np.arange(1, len(top) + 1),
-                C.MOVIE: a.movie_ids[top],
-                C.TITLE: a.titles[top],
-                C.SCORE: scores.astype(np.float64),
-                C.BASED_ON: np.where(has, a.movie_ids[best], None),
-                C.BASED_ON_TITLE: np.where(has, a.titles[best], None),
-            }
-        )
-        for kind in self.kinds_:
-            sub = a.sims[kind][watched][:, top]
-            out[_SIM_COLUMN[kind]] = np.asarray(weights @ sub.toarray()).ravel().astype(np.float64)
-        out[C.MOVIE_SCORE] = a.movie_score[top].astype(np.float64)
-        return out
+        based_on = np.where(has, watched[contrib.argmax(axis=0)], -1)
+        comps = {
+            _SIM_COLUMN[k]: np.asarray(weights @ a.sims[k][watched][:, top].toarray(), dtype=np.float64).ravel()
+            for k in self.kinds_
+        }
+        comps[C.MOVIE_SCORE] = a.movie_score[top].astype(np.float64)
+        return Ranked(top, scores[top].astype(np.float64), based_on, comps, False, int(len(watched)))
 
-    def _cold_start(self, n: int) -> pd.DataFrame:
+    def recommend(self, user_id: int, n: int) -> Recommendations:
+        """Top-n for one user as a frame: rank, movie_id, title, score, based_on[_title], components."""
+        r = self.rank(user_id, n)
         a = self.artifacts
-        top = self.cold_order_[:n]
-        out = pd.DataFrame(
+        has = r.based_on >= 0
+        src = np.where(has, r.based_on, 0)
+        items = pd.DataFrame(
             {
-                C.RANK: np.arange(1, len(top) + 1),
-                C.MOVIE: a.movie_ids[top],
-                C.TITLE: a.titles[top],
-                C.SCORE: self.movie_part_[top].astype(np.float64),
-                C.BASED_ON: None,
-                C.BASED_ON_TITLE: None,
+                C.RANK: np.arange(1, len(r.movies) + 1),
+                C.MOVIE: a.movie_ids[r.movies],
+                C.TITLE: a.titles[r.movies],
+                C.SCORE: r.scores,
+                C.BASED_ON: pd.Series(np.where(has, a.movie_ids[src], None), dtype=object),
+                C.BASED_ON_TITLE: pd.Series(np.where(has, a.titles[src], None), dtype=object),
+                **r.components,
             }
         )
-        for kind in self.kinds_:
-            out[_SIM_COLUMN[kind]] = 0.0
-        out[C.MOVIE_SCORE] = a.movie_score[top].astype(np.float64)
-        return out
+        return Recommendations(int(user_id), items, cold_start=r.cold_start)
 
     def recommend_all(self, n: int, *, user_ids: np.ndarray | None = None, block_size: int = 2048) -> pd.DataFrame:
         """Top-n for many users at once: one sparse product per block of users.

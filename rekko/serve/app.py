@@ -139,7 +139,7 @@ def create_app(paths: ArtifactPaths | None = None, *, state: SnapshotSource | No
 
 
 def _position(snap: Snapshot, movie_id: str) -> int:
-    pos = int(snap.recommender.movie_pos_.get_indexer([movie_id])[0])
+    pos = snap.recommender.movie_position(movie_id)
     if pos < 0:
         raise HTTPException(404, f"unknown movie_id {movie_id!r}")
     return pos
