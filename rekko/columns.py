@@ -23,6 +23,7 @@ class Columns:
     DATETIME = "last_watch_dt"
     # interactions (derived)
     WATCH_RATIO = "watch_ratio"
+    RECENCY_RANK = "recency_rank"  # 0 = the user's latest watch
     N_SESSIONS = "n_sessions"
 
     # movies metadata (input)

@@ -111,8 +111,13 @@ def id_column(df: pd.DataFrame, column: str, path: str | Path) -> pd.Series:
 
 
 def _watch_datetime(df: pd.DataFrame, path: str | Path) -> pd.Series:
-    """The watch date from ``year``/``month``/``day`` or a single timestamp column (NaT if none)."""
-    if all(c in df.columns for c in (C.YEAR, C.MONTH, C.DAY)):
+    """The watch time from a timestamp column, else ``year``/``month``/``day`` (NaT if neither).
+
+    A full timestamp is preferred: it orders a user's watches within a day,
+    which the recency weights of the history depend on.
+    """
+    has_timestamp = any(c in df.columns for c in _TIMESTAMP_ALIASES)
+    if not has_timestamp and all(c in df.columns for c in (C.YEAR, C.MONTH, C.DAY)):
         parts = {c: numeric_column(df, c, path, allow_missing=True) for c in (C.YEAR, C.MONTH, C.DAY)}
         dt = pd.to_datetime(
             pd.DataFrame({"year": parts[C.YEAR], "month": parts[C.MONTH], "day": parts[C.DAY]}),

@@ -18,6 +18,7 @@ import pandas as pd
 
 from rekko import ingest
 from rekko.artifacts import Manifest, describe_file, write_manifest, write_topk
+from rekko.collaborative import CollaborativeConfig, item_item_similarity, recency_rank
 from rekko.columns import LIST_COLUMNS, Columns as C
 from rekko.features import (
     MovieScoreConfig,
@@ -44,6 +45,7 @@ USER_ROW_GROUP = 32_768
 class PipelineConfig:
     similarity: SimilarityConfig = SimilarityConfig()
     movie_score: MovieScoreConfig = MovieScoreConfig()
+    collaborative: CollaborativeConfig = CollaborativeConfig()
     blend: BlendWeights = BlendWeights()
 
 
@@ -57,6 +59,7 @@ class PipelineResult:
     users: pd.DataFrame
     sim_md: TopKSimilarity
     sim_desc: TopKSimilarity
+    sim_cf: TopKSimilarity | None = None
     counts: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -111,6 +114,7 @@ def compute(
         log.info("%d movies have no duration: using the median length of their entity type", n_imputed)
     interactions = watch_ratio(aggregated, duration)
     interactions["movie_idx"] = interactions["movie_idx"].astype(np.int32)
+    interactions[C.RECENCY_RANK] = recency_rank(interactions).astype(np.int32)
     users = user_features(interactions)
     movies = movie_features(movies, interactions, config.movie_score)
     counts["users"] = len(users)
@@ -122,7 +126,11 @@ def compute(
     counts["sim_desc_nnz"] = int(sim_desc.matrix.nnz)
     counts["movies_without_description"] = int(movies[C.DESCRIPTION].isna().sum())
     timer.lap("similarity")
-    return PipelineResult(ratings, movies, interactions, users, sim_md, sim_desc, counts, timer.timings)
+    sim_cf = item_item_similarity(interactions, movies[C.MOVIE].astype(str).to_numpy(), config.collaborative)
+    counts["sim_cf_nnz"] = int(sim_cf.matrix.nnz)
+    timer.lap("collaborative")
+    return PipelineResult(ratings, movies, interactions, users, sim_md, sim_desc, sim_cf, counts=counts,
+                          timings=timer.timings)
 
 
 def _movies_for_parquet(movies: pd.DataFrame) -> pd.DataFrame:
@@ -145,6 +153,8 @@ def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineC
     write_table(interactions, paths.interactions_upd, row_group_size=USER_ROW_GROUP)
     write_topk(result.sim_md, paths.sim_md)
     write_topk(result.sim_desc, paths.sim_desc)
+    if result.sim_cf is not None:
+        write_topk(result.sim_cf, paths.sim_cf)
     artifacts = {
         "movies_rd": describe_file(paths.movies_rd, rows=len(result.ratings)),
         "int_coef": describe_file(paths.int_coef, rows=len(result.users)),
@@ -153,10 +163,13 @@ def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineC
         "sim_md": describe_file(paths.sim_md, rows=int(result.sim_md.matrix.shape[0])),
         "sim_desc": describe_file(paths.sim_desc, rows=int(result.sim_desc.matrix.shape[0])),
     }
+    if result.sim_cf is not None:
+        artifacts["sim_cf"] = describe_file(paths.sim_cf, rows=int(result.sim_cf.matrix.shape[0]))
     manifest = Manifest(
         parameters={
             "similarity": asdict(config.similarity),
             "movie_score": asdict(config.movie_score),
+            "collaborative": asdict(config.collaborative),
             "blend": asdict(config.blend),
         },
         counts={**result.counts, "timings_s": result.timings},

@@ -37,24 +37,35 @@ _SIM_COLUMN = {"md": C.SIM_MD, "desc": C.SIM_DESC, "cf": C.SIM_CF}
 
 @dataclass(frozen=True)
 class BlendWeights:
-    """Weights of the score's parts; any non-negative values with a positive sum."""
+    """Weights of the score's parts (non-negative, positive sum) and the history's recency half-life.
+
+    ``recency_half_life`` (in watches, None = no decay) multiplies each watched
+    movie's watch ratio by ``0.5 ** (recency_rank / half_life)``: what a user
+    watched last says most about what they watch next.
+    """
 
     md: float = 0.5
     desc: float = 0.3
     cf: float = 0.0
     movie: float = 0.2
+    recency_half_life: float | None = None
+
+    WEIGHT_FIELDS = ("md", "desc", "cf", "movie")
 
     def __post_init__(self) -> None:
-        values = [getattr(self, f.name) for f in fields(self)]
+        values = [getattr(self, name) for name in self.WEIGHT_FIELDS]
         if any((not np.isfinite(v)) or v < 0 for v in values) or sum(values) <= 0:
             raise ConfigError(f"blend weights must be finite, >= 0 and not all zero, got {asdict(self)}")
+        h = self.recency_half_life
+        if h is not None and not (np.isfinite(h) and h > 0):
+            raise ConfigError(f"recency_half_life must be a positive number of watches or None, got {h!r}")
 
     @classmethod
-    def from_dict(cls, raw: dict[str, float] | None) -> BlendWeights:
+    def from_dict(cls, raw: dict[str, float | None] | None) -> BlendWeights:
         if not raw:
             return cls()
         known = {f.name for f in fields(cls)}
-        return cls(**{k: float(v) for k, v in raw.items() if k in known})
+        return cls(**{k: (None if v is None else float(v)) for k, v in raw.items() if k in known})
 
 
 def validate_n(n: object) -> int:
@@ -104,15 +115,29 @@ class Artifacts:
         interactions: pd.DataFrame,
         sims: dict[str, sp.csr_matrix],
         manifest: Manifest | None = None,
+        *,
+        recency_half_life: float | None = None,
     ) -> Artifacts:
-        """Build from ``movies_md_upd`` and ``interactions_upd`` frames (movie order = movies rows)."""
+        """Build from ``movies_md_upd`` and ``interactions_upd`` frames (movie order = movies rows).
+
+        The history holds each watch's weight: its watch ratio, decayed by its
+        ``recency_rank`` when a half-life is given (from the argument, else the
+        manifest's blend parameters).
+        """
         movie_ids = movies[C.MOVIE].astype(str).to_numpy(dtype=object)
         users = interactions[C.USER].to_numpy(dtype=np.int64)
         user_ids, user_rows = np.unique(users, return_inverse=True)
         cols = interactions["movie_idx"].to_numpy(dtype=np.int64)
         if len(cols) and (cols.min() < 0 or cols.max() >= len(movie_ids)):
             raise ArtifactError("interactions refer to movie indices outside the movies artifact")
-        ratios = interactions[C.WATCH_RATIO].to_numpy(dtype=np.float32)
+        if recency_half_life is None and manifest is not None:
+            recency_half_life = BlendWeights.from_dict((manifest.parameters or {}).get("blend")).recency_half_life
+        ratios = interactions[C.WATCH_RATIO].to_numpy(dtype=np.float64)
+        if recency_half_life is not None and C.RECENCY_RANK in interactions.columns:
+            from rekko.collaborative import history_weights
+
+            ratios = history_weights(ratios, interactions[C.RECENCY_RANK].to_numpy(), recency_half_life)
+        ratios = ratios.astype(np.float32)
         history = sp.csr_matrix((ratios, (user_rows, cols)), shape=(len(user_ids), len(movie_ids)), dtype=np.float32)
         history.sum_duplicates()
         # a 0.0 ratio is still "watched": keep the entry explicit
@@ -157,8 +182,12 @@ def load_artifacts(
     try:
         movies = pd.read_parquet(paths.movies_upd, columns=[C.MOVIE, C.TITLE, C.MOVIE_SCORE])
         filters = [(C.USER, "in", [int(u) for u in user_ids])] if user_ids is not None else None
-        interactions = pd.read_parquet(paths.interactions_upd, columns=[C.USER, "movie_idx", C.WATCH_RATIO],
-                                       filters=filters)
+        columns = [C.USER, "movie_idx", C.WATCH_RATIO]
+        import pyarrow.parquet as pq
+
+        if C.RECENCY_RANK in pq.read_schema(paths.interactions_upd).names:
+            columns.append(C.RECENCY_RANK)
+        interactions = pd.read_parquet(paths.interactions_upd, columns=columns, filters=filters)
     except Exception as exc:  # noqa: BLE001 - verified by hash, so this is a schema mismatch
         raise ArtifactError(f"cannot read artifacts: {type(exc).__name__}: {exc}") from exc
     movie_ids = movies[C.MOVIE].astype(str).to_numpy()

@@ -126,7 +126,7 @@ def test_movie_details_come_from_the_movies_artifact(url, paths, recommender):
     assert body["genres"] == list(row[C.GENRES])
     assert body["n_users"] == int(row[C.N_USERS])
     assert math.isclose(body["movie_score"], float(row[C.MOVIE_SCORE]))
-    assert body["similarity_kinds"] == ["md", "desc"]
+    assert body["similarity_kinds"] == ["md", "desc", "cf"]
 
 
 @pytest.mark.parametrize("kind", ["md", "desc"])
@@ -141,11 +141,18 @@ def test_similar_movies_match_the_recommender(url, recommender, kind):
     np.testing.assert_allclose(scores, expected[C.SCORE], rtol=1e-6)
 
 
-def test_a_similarity_kind_the_artifacts_lack_is_404(url, recommender):
+def test_collaborative_similarity_is_served(url, recommender):
     movie = str(recommender.artifacts.movie_ids[0])
-    status, body, _ = get(f"{url}/movies/{movie}/similar?kind=cf")
-    assert status == 404
-    assert "no 'cf' similarity" in body["detail"]
+    status, body, _ = get(f"{url}/movies/{movie}/similar?kind=cf&n=3")
+    assert status == 200
+    expected = recommender.similar(movie, 3, "cf")
+    assert [m["movie_id"] for m in body["items"]] == list(expected.movie_id)
+
+
+def test_an_unknown_similarity_kind_is_422(url, recommender):
+    movie = str(recommender.artifacts.movie_ids[0])
+    status, _, _ = get(f"{url}/movies/{movie}/similar?kind=zz")
+    assert status == 422
 
 
 def test_docs_openapi_and_page(url):
