@@ -205,7 +205,7 @@ def tune(
         for weighting in cf_weighting_grid:
             for half_life in half_life_grid:
                 cf = replace(start.collaborative, k=int(k_cf), weighting=weighting)
-                consider(replace(best, collaborative=cf, recency_half_life=half_life))
+                consider(replace(best, collaborative=cf).with_half_life(half_life))
     # only the winning similarity stays in memory
     cache = {key: value for key, value in cache.items() if key[0] == best.collaborative}
     # 2. blend weights relative to cf = 1, coordinate ascent
@@ -220,7 +220,7 @@ def tune(
             break
     # 3. half-life again with the tuned weights
     for half_life in half_life_grid:
-        consider(replace(best, recency_half_life=half_life))
+        consider(best.with_half_life(half_life))
 
     best = replace(best, blend=_normalised(best.blend))
     recs = rekko_model(fits.get(best.collaborative, base).with_collaborative(best.collaborative), val.users, config.k, best)
@@ -247,14 +247,14 @@ def tune(
 
 def _relative_to_cf(blend: BlendWeights) -> BlendWeights:
     if blend.cf <= 0:
-        return BlendWeights(md=blend.md, desc=blend.desc, cf=1.0, movie=blend.movie)
-    return BlendWeights(md=blend.md / blend.cf, desc=blend.desc / blend.cf, cf=1.0, movie=blend.movie / blend.cf)
+        return replace(blend, cf=1.0)
+    return replace(blend, md=blend.md / blend.cf, desc=blend.desc / blend.cf, cf=1.0, movie=blend.movie / blend.cf)
 
 
 def _normalised(blend: BlendWeights) -> BlendWeights:
     total = blend.md + blend.desc + blend.cf + blend.movie
-    return BlendWeights(
-        md=round(blend.md / total, 6), desc=round(blend.desc / total, 6), cf=round(blend.cf / total, 6),
+    return replace(
+        blend, md=round(blend.md / total, 6), desc=round(blend.desc / total, 6), cf=round(blend.cf / total, 6),
         movie=round(blend.movie / total, 6),
     )
 

@@ -30,6 +30,7 @@ def _fitted(md: np.ndarray, desc: np.ndarray, cf: np.ndarray, movie_score: list[
             C.MOVIE: ["a", "b", "c"],
             C.WATCH_RATIO: [1.0, 0.5, 1.0],
             C.DATETIME: pd.to_datetime(["2020-01-01", "2020-01-02", "2020-01-01"]),
+            C.RECENCY_RANK: [1, 0, 0],
         }
     )
     result = PipelineResult(
@@ -39,10 +40,9 @@ def _fitted(md: np.ndarray, desc: np.ndarray, cf: np.ndarray, movie_score: list[
         users=pd.DataFrame(),
         sim_md=TopKSimilarity(IDS, sp.csr_matrix(md, dtype=np.float32)),
         sim_desc=TopKSimilarity(IDS, sp.csr_matrix(desc, dtype=np.float32)),
+        sim_cf=TopKSimilarity(IDS, sp.csr_matrix(cf, dtype=np.float32)),
     )
-    from rekko.collaborative import recency_rank
-
-    return M.Fitted(result, sp.csr_matrix(cf, dtype=np.float32), recency_rank(upd), CollaborativeConfig())
+    return M.Fitted(result, CollaborativeConfig())
 
 
 Z = np.zeros((4, 4))
@@ -79,24 +79,27 @@ def test_rekko_uses_recency_and_the_cf_matrix() -> None:
     # a's co-watching neighbour is c... for user 2 (watched c) and d is b's neighbour
     cf = _sym({(0, 3): 0.5, (1, 2): 0.9, (2, 3): 0.1})
     f = _fitted(Z, Z, cf, [0, 0, 0, 0], n_users=[1, 1, 1, 1])
-    only_cf = BlendWeights(md=0, desc=0, cf=1, movie=0)
+    only_cf = BlendWeights(md=0, desc=0, cf=1, movie=0, recency_half_life=None)
     # no recency: user 1's weights a 1.0, b 0.5 -> c = 0.5*0.9/1.5 = 0.30, d = 1.0*0.5/1.5 = 0.33
-    plain = M.rekko(f, np.array([1]), 2, M.RekkoParams(blend=only_cf, recency_half_life=None))
+    plain = M.rekko(f, np.array([1]), 2, M.RekkoParams(blend=only_cf))
     assert plain[C.MOVIE].tolist() == ["d", "c"]
     # half-life 1 watch: a (rank 1) weighs 0.5, b (latest) 0.5 -> c = 0.45/1, d = 0.25/1
-    recent = M.rekko(f, np.array([1]), 2, M.RekkoParams(blend=only_cf, recency_half_life=1.0))
+    recent = M.rekko(f, np.array([1]), 2, M.RekkoParams(blend=only_cf).with_half_life(1.0))
     assert recent[C.MOVIE].tolist() == ["c", "d"]
     np.testing.assert_allclose(recent[C.SCORE], [0.45, 0.25], rtol=1e-5)
 
 
 def test_params_round_trip() -> None:
     p = M.RekkoParams(
-        blend=BlendWeights(md=0.1, desc=0.2, cf=0.6, movie=0.1),
-        recency_half_life=None,
+        blend=BlendWeights(md=0.1, desc=0.2, cf=0.6, movie=0.1, recency_half_life=2.0),
         collaborative=CollaborativeConfig(k=50, weighting="cosine"),
     )
     assert M.RekkoParams.from_dict(p.to_dict()) == p
     assert M.RekkoParams.from_dict(None) == M.RekkoParams()
+    # rekko evaluate without --params measures what the pipeline ships
+    from rekko.pipeline import PipelineConfig
+
+    assert M.RekkoParams().blend == PipelineConfig().blend
 
 
 def test_check_recommendations_catches_broken_models() -> None:

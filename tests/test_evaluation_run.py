@@ -88,7 +88,7 @@ def test_json_and_html_outputs(inputs, tmp_path: Path) -> None:
     data = json.loads((tmp_path / "out" / "m.json").read_text())
     assert set(data["metrics"]) == set(MODELS)
     assert data["metrics"]["rekko"]["ndcg"] == pytest.approx(result.table.loc["rekko", "ndcg"], abs=1e-6)
-    assert data["parameters"]["blend"]["recency_half_life"] == 3.0
+    assert data["parameters"] == json.loads(json.dumps(result.params.to_dict()))
     page = (tmp_path / "out" / "r.html").read_text()
     assert page.count("<svg") == len(result.table.columns)  # one chart per metric
     assert "<script" not in page and "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from rekko.artifacts import Manifest, read_manifest, write_manifest
+from rekko.collaborative import CollaborativeConfig
 from rekko.columns import Columns as C
 from rekko.evaluation import models as M
 from rekko.evaluation.run import load_inputs
@@ -41,7 +42,8 @@ def test_tune_searches_on_a_validation_split_of_train_only(data) -> None:
     outer = per_user_last_n_split(interactions, 1)
     result = tune(
         outer.train, movies, ratings, partial(per_user_last_n_split, n=1),
-        config=TuneConfig(k=2), cf_k_grid=(5,), half_life_grid=(None, 1.0), weight_grid=(0.0, 0.1, 1.0),
+        config=TuneConfig(k=2), start=M.RekkoParams(collaborative=CollaborativeConfig(k=5)),
+        cf_k_grid=(5, 8), half_life_grid=(None, 1.0), weight_grid=(0.0, 0.1, 1.0),
     )
     # the validation split is carved from the train part: 16 users lose one more watch each
     assert result.validation_stats["train_rows"] == len(outer.train) - 16
@@ -49,14 +51,16 @@ def test_tune_searches_on_a_validation_split_of_train_only(data) -> None:
     assert result.validation_ndcg >= result.start_ndcg - 1e-9
     b = result.params.blend
     assert b.md + b.desc + b.cf + b.movie == pytest.approx(1.0, abs=1e-5)
-    assert result.params.collaborative.k == 5
+    assert result.params.collaborative.k in (5, 8)
+    # every candidate was scored on the validation pairs, and the best one is what was returned
+    assert max(t["ndcg"] for t in result.trace) == pytest.approx(result.validation_ndcg, abs=1e-6)
     assert result.to_dict()["evaluations"] == len(result.trace) > 10
 
 
 def test_update_manifest_stores_the_parameters_recommend_reads(tmp_path: Path) -> None:
     path = tmp_path / "manifest.json"
     write_manifest(Manifest(parameters={"blend": {"md": 0.5, "desc": 0.3, "cf": 0.0, "movie": 0.2}}), path)
-    params = M.RekkoParams(blend=BlendWeights(md=0.1, desc=0.0, cf=0.8, movie=0.1), recency_half_life=5.0)
+    params = M.RekkoParams(blend=BlendWeights(md=0.1, desc=0.0, cf=0.8, movie=0.1, recency_half_life=5.0))
     from rekko.tuning import TuneResult
 
     note = update_manifest(path, TuneResult(params=params, validation_ndcg=0.2, validation_metrics={}, start_ndcg=0.1))

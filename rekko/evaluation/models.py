@@ -24,13 +24,13 @@ are never recommended.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from rekko.collaborative import CollaborativeConfig, history_weights, item_item_similarity, recency_rank
+from rekko.collaborative import CollaborativeConfig, item_item_similarity
 from rekko.columns import Columns as C
 from rekko.pipeline import PipelineConfig, PipelineResult, compute
 from rekko.recommend import Artifacts, BlendWeights, Recommender
@@ -38,46 +38,47 @@ from rekko.recommend import Artifacts, BlendWeights, Recommender
 MOVIE_IDX = "movie_idx"
 
 
+_CF_KEYS = ("k", "weighting", "bm25_k1", "bm25_b")
+
+
 @dataclass(frozen=True)
 class RekkoParams:
-    """Everything that decides rekko's ranking: blend weights, recency half-life, the CF artifact's config."""
+    """Everything that decides rekko's ranking: the blend (weights + recency half-life) and the CF artifact's config.
 
-    # rounded from `rekko tune` on a validation split of MovieLens-small's train part (docs/quality.md)
-    blend: BlendWeights = BlendWeights(md=0.15, desc=0.0, cf=0.7, movie=0.15)
-    recency_half_life: float | None = 3.0
-    collaborative: CollaborativeConfig = CollaborativeConfig()
+    The defaults are the pipeline's own (:class:`~rekko.pipeline.PipelineConfig`),
+    so ``rekko evaluate`` without ``--params`` measures what ``rekko pipeline`` ships.
+    """
+
+    blend: BlendWeights = PipelineConfig().blend
+    collaborative: CollaborativeConfig = PipelineConfig().collaborative
+
+    @property
+    def recency_half_life(self) -> float | None:
+        return self.blend.recency_half_life
+
+    def with_half_life(self, half_life: float | None) -> RekkoParams:
+        return replace(self, blend=replace(self.blend, recency_half_life=half_life))
 
     def to_dict(self) -> dict[str, object]:
-        """The manifest's ``parameters`` layout: ``blend`` (with the half-life) and ``collaborative``."""
-        blend = {f: float(getattr(self.blend, f)) for f in ("md", "desc", "cf", "movie")}
-        cf = {
-            "k": int(self.collaborative.k),
-            "weighting": self.collaborative.weighting,
-            "bm25_k1": float(self.collaborative.bm25_k1),
-            "bm25_b": float(self.collaborative.bm25_b),
-        }
-        return {"blend": {**blend, "recency_half_life": self.recency_half_life}, "collaborative": cf}
+        """The manifest's ``parameters`` layout: ``blend`` and ``collaborative``."""
+        cf = {key: getattr(self.collaborative, key) for key in _CF_KEYS}
+        return {"blend": asdict(self.blend), "collaborative": cf}
 
     @classmethod
     def from_dict(cls, raw: dict[str, object] | None) -> RekkoParams:
-        """Read the layout :meth:`to_dict` writes; missing parts keep their defaults."""
+        """Read the layout :meth:`to_dict` (and the manifest) writes; missing parts keep their defaults."""
         raw = raw or {}
         default = cls()
-        blend_raw = dict(raw.get("blend") or {})  # type: ignore[arg-type]
-        half_life = blend_raw.pop("recency_half_life", default.recency_half_life)
-        blend = BlendWeights.from_dict(blend_raw) if blend_raw else default.blend
-        cf_raw = {k: v for k, v in dict(raw.get("collaborative") or {}).items() if k in ("k", "weighting", "bm25_k1", "bm25_b")}  # type: ignore[arg-type]
-        collaborative = replace(default.collaborative, **cf_raw)
-        return cls(blend=blend, recency_half_life=None if half_life is None else float(half_life), collaborative=collaborative)
+        blend = BlendWeights.from_dict(raw["blend"]) if raw.get("blend") else default.blend  # type: ignore[arg-type]
+        cf_raw = {k: v for k, v in dict(raw.get("collaborative") or {}).items() if k in _CF_KEYS}  # type: ignore[arg-type]
+        return cls(blend=blend, collaborative=replace(default.collaborative, **cf_raw))
 
 
 @dataclass
 class Fitted:
-    """The pipeline's in-memory output on a train part, plus what the models need on top."""
+    """The pipeline's in-memory output on a train part (its ``sim_cf`` built with ``collaborative``)."""
 
     result: PipelineResult
-    sim_cf: sp.csr_matrix
-    recency: np.ndarray  # per interactions_upd row; 0 = that user's latest watch
     collaborative: CollaborativeConfig
     _artifacts: dict[str, Artifacts] = field(default_factory=dict, repr=False)
 
@@ -86,8 +87,12 @@ class Fitted:
         return self.result.movies[C.MOVIE].astype(str).to_numpy(dtype=object)
 
     @property
+    def sim_cf(self) -> sp.csr_matrix:
+        return self.result.sim_cf.matrix
+
+    @property
     def history(self) -> sp.csr_matrix:
-        """Users (sorted ids) x movies, explicit entries = watched."""
+        """Users (sorted ids) x movies, plain watch ratios; explicit entries = watched."""
         return self.artifacts(None).history
 
     @property
@@ -95,24 +100,21 @@ class Fitted:
         return self.artifacts(None).user_ids
 
     def artifacts(self, half_life: float | None) -> Artifacts:
-        """Recommender inputs whose history weights are watch ratio x recency decay (cached per half-life)."""
+        """What ``rekko recommend`` loads, built the same way (cached per half-life)."""
         key = repr(half_life)
         if key not in self._artifacts:
-            upd = self.result.interactions
-            weights = history_weights(upd[C.WATCH_RATIO].to_numpy(), self.recency, half_life)
-            frame = pd.DataFrame(
-                {C.USER: upd[C.USER].to_numpy(), MOVIE_IDX: upd[MOVIE_IDX].to_numpy(), C.WATCH_RATIO: weights}
-            )
             sims = {"md": self.result.sim_md.matrix, "desc": self.result.sim_desc.matrix, "cf": self.sim_cf}
-            self._artifacts[key] = Artifacts.from_frames(self.result.movies, frame, sims)
+            self._artifacts[key] = Artifacts.from_frames(
+                self.result.movies, self.result.interactions, sims, recency_half_life=half_life
+            )
         return self._artifacts[key]
 
     def with_collaborative(self, config: CollaborativeConfig) -> Fitted:
-        """The same fit with another co-watching similarity (the content part is reused)."""
+        """The same fit with another co-watching similarity (everything else is reused)."""
         if config == self.collaborative:
             return self
-        sim = item_item_similarity(self.result.interactions, self.movie_ids, config).matrix
-        return Fitted(self.result, sim, self.recency, config)
+        sim = item_item_similarity(self.result.interactions, self.movie_ids, config)
+        return Fitted(replace(self.result, sim_cf=sim), config)
 
 
 def fit(
@@ -120,14 +122,11 @@ def fit(
     movies: pd.DataFrame,
     ratings: pd.DataFrame,
     *,
-    config: PipelineConfig = PipelineConfig(),
-    collaborative: CollaborativeConfig = CollaborativeConfig(),
+    collaborative: CollaborativeConfig = PipelineConfig().collaborative,
 ) -> Fitted:
-    """Run rekko's pipeline stages on validated train interactions, in memory, plus the co-watching similarity."""
-    result = compute(train, movies, ratings, config)
-    ids = result.movies[C.MOVIE].astype(str).to_numpy(dtype=object)
-    sim_cf = item_item_similarity(result.interactions, ids, collaborative).matrix
-    return Fitted(result, sim_cf, recency_rank(result.interactions), collaborative)
+    """Run rekko's pipeline stages on validated train interactions, in memory (nothing is written)."""
+    result = compute(train, movies, ratings, PipelineConfig(collaborative=collaborative))
+    return Fitted(result, collaborative)
 
 
 # --------------------------------------------------------------------------- models
@@ -210,11 +209,11 @@ def rekko(fitted: Fitted, users: np.ndarray, k: int, params: RekkoParams = Rekko
 def content_only(fitted: Fitted, users: np.ndarray, k: int) -> pd.DataFrame:
     """rekko's recommender on the metadata and description similarities alone (the seed's weights)."""
     default = BlendWeights()
-    params = RekkoParams(blend=BlendWeights(md=default.md, desc=default.desc, cf=0.0, movie=0.0), recency_half_life=None)
+    params = RekkoParams(blend=BlendWeights(md=default.md, desc=default.desc, cf=0.0, movie=0.0, recency_half_life=None))
     return rekko(fitted, users, k, replace(params, collaborative=fitted.collaborative))
 
 
 def collaborative_only(fitted: Fitted, users: np.ndarray, k: int) -> pd.DataFrame:
     """rekko's recommender on the co-watching similarity alone, no recency (ItemKNN)."""
-    params = RekkoParams(blend=BlendWeights(md=0.0, desc=0.0, cf=1.0, movie=0.0), recency_half_life=None)
+    params = RekkoParams(blend=BlendWeights(md=0.0, desc=0.0, cf=1.0, movie=0.0, recency_half_life=None))
     return rekko(fitted, users, k, replace(params, collaborative=fitted.collaborative))
