@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -162,6 +163,11 @@ def test_docs_openapi_and_page(url):
         spec["paths"])
     status, docs, _ = get(f"{url}/docs")
     assert status == 200 and "swagger" in docs.lower()
+    # the docs page loads its script from the server itself, not a CDN, so it renders offline
+    assert "cdn.jsdelivr" not in docs and "unpkg" not in docs
+    script = re.search(r'src="([^"]*swagger-ui-bundle\.js)"', docs).group(1)
+    status, _, headers = get(f"{url}{script}")
+    assert status == 200 and "javascript" in headers["content-type"]
     status, page, headers = get(f"{url}/")
     assert status == 200 and headers["content-type"].startswith("text/html")
     assert 'id="user"' in page and "because you watched" in page

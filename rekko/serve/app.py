@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 
 from rekko import __version__
 from rekko.columns import Columns as C
@@ -67,7 +68,8 @@ def create_app(paths: ArtifactPaths | None = None, *, state: SnapshotSource | No
         finally:
             state.stop()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc from files shipped in the package, not a CDN: the docs work offline
+    app = FastAPIOffline(
         title="rekko",
         version=__version__,
         description="Movie recommendations from watch history, metadata and descriptions. "
