@@ -3,12 +3,16 @@
 What is tuned, in this order (each step keeps the best of the previous ones):
 
 1. the co-watching similarity (``k`` neighbours, BM25 or cosine weighting) and
-   the recency half-life of the history, with the starting blend;
+   the recency half-life of the history, with the starting blend (given a
+   co-watching weight equal to the rest if it had none);
 2. the blend weights of metadata, description and movie score relative to the
    collaborative weight, by coordinate ascent over a log-spaced grid (scores
    are linear in the weights and a ranking is scale-free, so fixing
-   ``cf = 1`` loses nothing; the result is normalised to sum to 1);
+   ``cf = 1`` only rules out blends without it, which the start covers);
 3. the half-life once more with the tuned weights.
+
+The result is normalised to sum to 1 and is never worse than the start on the
+validation split (the start is returned if nothing beats it).
 
 The objective is NDCG@k on the validation pairs. The caller passes the train
 part only; the test part never reaches this module.
@@ -191,8 +195,10 @@ def tune(
         trace.append({**params.to_dict(), "ndcg": value})
         return value
 
-    best, best_value = start, score(start)
-    start_value = best_value
+    start_value = score(start)
+    # search with weights relative to cf = 1 (a start without the co-watching part gets it, or step 1 is blind)
+    seed = replace(start, blend=_relative_to_cf(start.blend))
+    best, best_value = seed, score(seed)
 
     def consider(candidate: RekkoParams) -> None:
         nonlocal best, best_value
@@ -209,8 +215,6 @@ def tune(
     # only the winning similarity stays in memory
     cache = {key: value for key, value in cache.items() if key[0] == best.collaborative}
     # 2. blend weights relative to cf = 1, coordinate ascent
-    best = replace(best, blend=_relative_to_cf(best.blend))
-    best_value = score(best)
     for _ in range(config.rounds):
         before = best_value
         for name in ("movie", "md", "desc"):
@@ -222,6 +226,8 @@ def tune(
     for half_life in half_life_grid:
         consider(best.with_half_life(half_life))
 
+    if start_value >= best_value:  # never hand back something worse than the start on validation
+        best, best_value = start, start_value
     best = replace(best, blend=_normalised(best.blend))
     recs = rekko_model(fits.get(best.collaborative, base).with_collaborative(best.collaborative), val.users, config.k, best)
     measured = metrics.evaluate(
@@ -247,7 +253,8 @@ def tune(
 
 def _relative_to_cf(blend: BlendWeights) -> BlendWeights:
     if blend.cf <= 0:
-        return replace(blend, cf=1.0)
+        total = blend.md + blend.desc + blend.movie
+        return replace(blend, md=blend.md / total, desc=blend.desc / total, cf=1.0, movie=blend.movie / total)
     return replace(blend, md=blend.md / blend.cf, desc=blend.desc / blend.cf, cf=1.0, movie=blend.movie / blend.cf)
 
 
