@@ -57,7 +57,7 @@ CF_WEIGHTING_GRID = ("bm25", "cosine")
 @dataclass(frozen=True)
 class TuneConfig:
     k: int = 10  # the cut-off of the objective, NDCG@k
-    max_users: int = 2000  # validation users scored (a fixed random sample above this)
+    max_users: int = 1000  # validation users scored (a fixed random sample above this); bounds memory
     rounds: int = 2  # coordinate-ascent passes over the weights
     seed: int = 0
 
@@ -180,13 +180,16 @@ def tune(
     cache: dict[tuple[CollaborativeConfig, float | None], dict[str, np.ndarray]] = {}
     fits: dict[CollaborativeConfig, Fitted] = {}
 
+    pinned: list[tuple[CollaborativeConfig, float | None] | None] = [None]  # the best candidate's cache key
+
     def parts(params: RekkoParams) -> dict[str, np.ndarray]:
         key = (params.collaborative, params.recency_half_life)
         if key not in cache:
             if params.collaborative not in fits:
                 fits[params.collaborative] = base.with_collaborative(params.collaborative)
-            if len(cache) > 8:  # bound memory: drop the oldest dense block
-                cache.pop(next(iter(cache)))
+            # bound memory to two dense blocks: the best candidate's and this one's
+            for stale in [k for k in cache if k != pinned[0]]:
+                del cache[stale]
             cache[key] = kind_scores(fits[params.collaborative], val.rows, params.recency_half_life)
         return cache[key]
 
@@ -199,12 +202,14 @@ def tune(
     # search with weights relative to cf = 1 (a start without the co-watching part gets it, or step 1 is blind)
     seed = replace(start, blend=_relative_to_cf(start.blend))
     best, best_value = seed, score(seed)
+    pinned[0] = (seed.collaborative, seed.recency_half_life)
 
     def consider(candidate: RekkoParams) -> None:
         nonlocal best, best_value
         value = score(candidate)
         if value > best_value + 1e-12:
             best, best_value = candidate, value
+            pinned[0] = (candidate.collaborative, candidate.recency_half_life)
 
     # 1. similarity and half-life with the starting blend
     for k_cf in cf_k_grid:
@@ -212,8 +217,6 @@ def tune(
             for half_life in half_life_grid:
                 cf = replace(start.collaborative, k=int(k_cf), weighting=weighting)
                 consider(replace(best, collaborative=cf).with_half_life(half_life))
-    # only the winning similarity stays in memory
-    cache = {key: value for key, value in cache.items() if key[0] == best.collaborative}
     # 2. blend weights relative to cf = 1, coordinate ascent
     for _ in range(config.rounds):
         before = best_value

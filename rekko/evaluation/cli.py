@@ -63,7 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tu.add_argument("--manifest", type=Path, default=PipelinePaths().manifest,
                     help="manifest whose parameters to update, if it exists (default: %(default)s)")
     tu.add_argument("--no-manifest", action="store_true", help="do not touch the manifest")
-    tu.add_argument("--max-users", type=int, default=2000, help="validation users scored per candidate (default: 2000)")
+    tu.add_argument("--max-users", type=int, default=1000,
+                    help="validation users scored per candidate, a fixed random sample above this (default: 1000)")
     tu.set_defaults(handler=run_tune)
 
 
