@@ -44,7 +44,7 @@ from rekko.io import atomic_open
 from rekko.paths import ArtifactPaths
 from rekko.recommend import SIM_KINDS, Artifacts, BlendWeights, Recommender
 from rekko.serve.catalog import json_value
-from rekko.serve.state import ArtifactState, Snapshot, _now, file_fingerprint, load_snapshot
+from rekko.serve.state import ArtifactState, Poller, Snapshot, _now, file_fingerprint, load_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +196,10 @@ def _load_and_export(paths: ArtifactPaths, root: Path) -> tuple[bool, ...]:
         return False, str(exc).removesuffix(_HINT)  # the parent's ArtifactError adds the hint again
 
 
-class BundlePublisher:
+class BundlePublisher(Poller):
     """Watches the artifacts like :class:`ArtifactState` and publishes each new generation as a bundle."""
+
+    thread_name = "rekko-bundle-publisher"
 
     def __init__(self, paths: ArtifactPaths, root: Path, *, interval: float | None = 2.0) -> None:
         self.root = root
@@ -243,30 +245,13 @@ class BundlePublisher:
         self.publish()
         return changed
 
-    def start(self) -> None:
-        if self.interval is None or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._watch, name="rekko-bundle-publisher", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def _watch(self) -> None:
-        assert self.interval is not None
-        while not self._stop.wait(self.interval):
-            try:
-                self.check()
-            except Exception:  # noqa: BLE001 - the publisher must outlive any one bad poll
-                log.exception("artifact check failed")
 
 
 # -- a worker: follow current.json ---------------------------------------------------------
-class BundleState:
+class BundleState(Poller):
     """The worker side: the same interface as :class:`ArtifactState`, fed by the parent's bundles."""
+
+    thread_name = "rekko-bundle-follower"
 
     def __init__(self, root: Path, *, interval: float | None = 0.5) -> None:
         self.root = root
@@ -315,26 +300,6 @@ class BundleState:
                 return False
             self._snapshot, self._bundle = snapshot, bundle
             return True
-
-    def start(self) -> None:
-        if self.interval is None or self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._watch, name="rekko-bundle-follower", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def _watch(self) -> None:
-        assert self.interval is not None
-        while not self._stop.wait(self.interval):
-            try:
-                self.check()
-            except Exception:  # noqa: BLE001
-                log.exception("bundle check failed")
 
 
 def worker_app():

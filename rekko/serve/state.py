@@ -118,13 +118,52 @@ def load_snapshot(paths: ArtifactPaths) -> Snapshot:
     )
 
 
-class ArtifactState:
+class Poller:
+    """A daemon thread that calls ``self.check()`` every ``self.interval`` seconds until stopped.
+
+    Subclasses set ``interval`` (None = no thread), ``_stop`` (an Event) and
+    ``_thread`` (None) in ``__init__`` and name their thread.
+    """
+
+    thread_name = "rekko-poller"
+    interval: float | None
+    _stop: threading.Event
+    _thread: threading.Thread | None
+
+    def check(self) -> bool:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def start(self) -> None:
+        if self.interval is None or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._watch, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def _watch(self) -> None:
+        assert self.interval is not None
+        while not self._stop.wait(self.interval):
+            try:
+                self.check()
+            except Exception:  # noqa: BLE001 - the poller must outlive any one bad poll
+                log.exception("artifact check failed")
+
+
+class ArtifactState(Poller):
     """Holds the current :class:`Snapshot` and replaces it when the artifacts change.
 
     ``loader`` builds a snapshot from disk; ``fingerprint`` cheaply identifies
     what is on disk. A reload is attempted once per new fingerprint, so a
     broken generation is not re-read on every poll.
     """
+
+    thread_name = "rekko-artifact-watcher"
 
     def __init__(self, loader: Callable[[], Snapshot], fingerprint: Callable[[], Fingerprint], *,
                  interval: float | None = 2.0, attempts: int = 3) -> None:
@@ -187,25 +226,3 @@ class ArtifactState:
             self.reload_error = None
             log.info("serving new artifacts %s", snapshot.version)
             return True
-
-    # -- the watcher thread ------------------------------------------------------------
-    def start(self) -> None:
-        if self.interval is None or self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._watch, name="rekko-artifact-watcher", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def _watch(self) -> None:
-        assert self.interval is not None
-        while not self._stop.wait(self.interval):
-            try:
-                self.check()
-            except Exception:  # noqa: BLE001 - the watcher must outlive any one bad poll
-                log.exception("artifact check failed")
