@@ -12,8 +12,23 @@ from pathlib import Path
 MANIFEST_NAME = "manifest.json"
 
 
+class _BesideSimilarity:
+    """Files that live beside ``cos_sim_md.pkl``: the manifest and the collaborative matrix."""
+
+    sim_md: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.sim_md.parent / MANIFEST_NAME
+
+    @property
+    def sim_cf(self) -> Path:
+        """Collaborative (co-watching) similarity, beside the other two."""
+        return self.sim_md.parent / "cos_sim_cf.pkl"
+
+
 @dataclass(frozen=True)
-class PipelinePaths:
+class PipelinePaths(_BesideSimilarity):
     """P1..P9 of the seed's pipeline ``docker run`` line, in order."""
 
     interactions: Path = Path("data/interactions.parquet")  # P1
@@ -25,16 +40,6 @@ class PipelinePaths:
     interactions_upd: Path = Path("data/interactions_upd.parquet")  # P7
     sim_md: Path = Path("matrix/cos_sim_md.pkl")  # P8
     sim_desc: Path = Path("matrix/cos_sim_desc.pkl")  # P9
-
-    @property
-    def manifest(self) -> Path:
-        """The manifest lives beside the metadata similarity matrix."""
-        return self.sim_md.parent / MANIFEST_NAME
-
-    @property
-    def sim_cf(self) -> Path:
-        """Collaborative (co-watching) similarity, beside the other two."""
-        return self.sim_md.parent / "cos_sim_cf.pkl"
 
     def artifacts(self) -> ArtifactPaths:
         return ArtifactPaths(
@@ -56,7 +61,7 @@ class PipelinePaths:
 
 
 @dataclass(frozen=True)
-class ArtifactPaths:
+class ArtifactPaths(_BesideSimilarity):
     """P3..P7 of the seed's recommend ``docker run`` line, in order."""
 
     interactions_upd: Path = Path("data/interactions_upd.parquet")  # P3
@@ -64,11 +69,3 @@ class ArtifactPaths:
     int_coef: Path = Path("data/int_coef.parquet")  # P5
     sim_md: Path = Path("matrix/cos_sim_md.pkl")  # P6
     sim_desc: Path = Path("matrix/cos_sim_desc.pkl")  # P7
-
-    @property
-    def manifest(self) -> Path:
-        return self.sim_md.parent / MANIFEST_NAME
-
-    @property
-    def sim_cf(self) -> Path:
-        return self.sim_md.parent / "cos_sim_cf.pkl"
