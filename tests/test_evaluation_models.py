@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rekko.collaborative import CollaborativeConfig
 from rekko.columns import Columns as C
@@ -61,6 +65,25 @@ def test_most_popular_skips_watched() -> None:
     assert recs[recs[C.USER] == 1][C.MOVIE].tolist() == ["c", "d"]
     assert recs[recs[C.USER] == 2][C.MOVIE].tolist() == ["a", "b"]
     assert 99 not in recs[C.USER].to_numpy()  # no history: not scored
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.lists(st.booleans(), min_size=4, max_size=4), min_size=1, max_size=2), st.integers(1, 5),
+       st.lists(st.integers(0, 3), min_size=4, max_size=4))
+def test_most_popular_equals_a_dense_sort(watched_rows, k, n_users) -> None:
+    """The counting shortcut ranks exactly like sorting every unwatched movie by popularity."""
+    f = _fitted(Z, Z, Z, [0, 0, 0, 0], n_users=n_users)
+    upd = pd.DataFrame(
+        [(u + 1, j, 1.0, 0) for u, row in enumerate(watched_rows) for j, w in enumerate(row) if w]
+        or [(1, 0, 1.0, 0)],
+        columns=[C.USER, "movie_idx", C.WATCH_RATIO, C.RECENCY_RANK],
+    )
+    f = M.Fitted(replace(f.result, interactions=upd), f.collaborative)
+    recs = M.most_popular(f, f.user_ids, k)
+    for user in f.user_ids:
+        seen = set(upd.loc[upd[C.USER] == user, "movie_idx"])
+        expected = sorted((j for j in range(4) if j not in seen), key=lambda j: (-n_users[j], j))[:k]
+        assert recs.loc[recs[C.USER] == user, C.MOVIE].tolist() == [IDS[j] for j in expected]
 
 
 def test_legacy_takes_the_best_single_watched_movie() -> None:

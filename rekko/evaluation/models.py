@@ -172,9 +172,34 @@ def _top_k_blocks(
 
 
 def most_popular(fitted: Fitted, users: np.ndarray, k: int) -> pd.DataFrame:
-    """The movies most train users watched, minus each user's own."""
+    """The movies most train users watched (ties: catalogue order), minus each user's own.
+
+    No dense users x movies block: with a user's watched movies as sorted
+    popularity ranks w_1 < w_2 < ..., the j-th unwatched rank (from 0) is
+    ``j + #{i : w_i - (i - 1) <= j}``, a count per user for each j < k.
+    """
     popularity = fitted.result.movies[C.N_USERS].to_numpy(dtype=np.float64)
-    return _top_k_blocks(fitted, users, k, lambda h: np.broadcast_to(popularity, h.shape).copy())
+    n = len(popularity)
+    order = np.lexsort((np.arange(n), -popularity))
+    rank_of = np.empty(n, dtype=np.int64)
+    rank_of[order] = np.arange(n)
+    users = np.asarray(users, dtype=np.int64)
+    users = users[np.isin(users, fitted.user_ids)]
+    h = fitted.history[np.searchsorted(fitted.user_ids, users)]
+    counts = np.diff(h.indptr)
+    row = np.repeat(np.arange(len(users)), counts)
+    ranks = rank_of[h.indices]
+    o = np.lexsort((ranks, row))
+    row, ranks = row[o], ranks[o]
+    shifted = ranks - (np.arange(len(ranks)) - np.repeat(h.indptr[:-1], counts))
+    kk = min(k, n)
+    top = np.empty((len(users), kk), dtype=np.int64)
+    for j in range(kk):
+        top[:, j] = j + np.bincount(row[shifted <= j], minlength=len(users))
+    valid = top < n  # a user who watched (almost) everything gets fewer
+    movies = order[np.minimum(top, n - 1)]
+    scores = np.where(valid, popularity[movies], -np.inf)
+    return _ranked(users, movies, scores, fitted.movie_ids)
 
 
 def legacy(fitted: Fitted, users: np.ndarray, k: int, weights: BlendWeights = BlendWeights()) -> pd.DataFrame:
