@@ -120,7 +120,7 @@ def kind_scores(fitted: Fitted, rows: np.ndarray, half_life: float | None) -> di
     """Per similarity kind, the users' weighted-mean similarity to every movie (dense, float32)."""
     history = fitted.artifacts(half_life).history[rows].astype(np.float64)
     sums = np.asarray(history.sum(axis=1)).ravel()
-    weights = sp.diags(np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)) @ history
+    weights = (sp.diags(np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)) @ history).astype(np.float32)
     sims = {"md": fitted.result.sim_md.matrix, "desc": fitted.result.sim_desc.matrix, "cf": fitted.sim_cf}
     return {kind: np.asarray((weights @ sims[kind]).toarray(), dtype=np.float32) for kind in KINDS}
 
@@ -186,6 +186,9 @@ def tune(
         key = (params.collaborative, params.recency_half_life)
         if key not in cache:
             if params.collaborative not in fits:
+                # keep the best candidate's similarity and this one's (each is a full top-k matrix)
+                for stale in [c for c in fits if pinned[0] is None or c != pinned[0][0]]:
+                    del fits[stale]
                 fits[params.collaborative] = base.with_collaborative(params.collaborative)
             # bound memory to two dense blocks: the best candidate's and this one's
             for stale in [k for k in cache if k != pinned[0]]:

@@ -100,9 +100,15 @@ class Fitted:
         return self.artifacts(None).user_ids
 
     def artifacts(self, half_life: float | None) -> Artifacts:
-        """What ``rekko recommend`` loads, built the same way (cached per half-life)."""
+        """What ``rekko recommend`` loads, built the same way.
+
+        Cached: the plain one (no decay) and the latest other half-life; each
+        holds float32 copies of the three similarity matrices, so no more.
+        """
         key = repr(half_life)
         if key not in self._artifacts:
+            for stale in [k for k in self._artifacts if k != repr(None)]:
+                del self._artifacts[stale]
             sims = {"md": self.result.sim_md.matrix, "desc": self.result.sim_desc.matrix, "cf": self.sim_cf}
             self._artifacts[key] = Artifacts.from_frames(
                 self.result.movies, self.result.interactions, sims, recency_half_life=half_life
