@@ -235,7 +235,9 @@ def tune(
     if start_value >= best_value:  # never hand back something worse than the start on validation
         best, best_value = start, start_value
     best = replace(best, blend=_normalised(best.blend))
-    recs = rekko_model(fits.get(best.collaborative, base).with_collaborative(best.collaborative), val.users, config.k, best)
+    recs = rekko_model(
+        fits.get(best.collaborative, base).with_collaborative(best.collaborative), val.users, config.k, best
+    )
     measured = metrics.evaluate(
         recs,
         inner.test[inner.test[C.USER].isin(val.users)],
@@ -245,7 +247,14 @@ def tune(
         genres=base.result.movies.set_index(C.MOVIE)[C.GENRES],
     )
     seconds = time.perf_counter() - t0
-    log.info("tuned in %.1f s over %d candidates: NDCG@%d %.4f -> %.4f", seconds, len(trace), config.k, start_value, best_value)
+    log.info(
+        "tuned in %.1f s over %d candidates: NDCG@%d %.4f -> %.4f",
+        seconds,
+        len(trace),
+        config.k,
+        start_value,
+        best_value,
+    )
     return TuneResult(
         params=best,
         validation_ndcg=measured["ndcg"],
@@ -267,7 +276,10 @@ def _relative_to_cf(blend: BlendWeights) -> BlendWeights:
 def _normalised(blend: BlendWeights) -> BlendWeights:
     total = blend.md + blend.desc + blend.cf + blend.movie
     return replace(
-        blend, md=round(blend.md / total, 6), desc=round(blend.desc / total, 6), cf=round(blend.cf / total, 6),
+        blend,
+        md=round(blend.md / total, 6),
+        desc=round(blend.desc / total, 6),
+        cf=round(blend.cf / total, 6),
         movie=round(blend.movie / total, 6),
     )
 
@@ -292,8 +304,10 @@ def update_manifest(path, result: TuneResult) -> str:
     if "sim_cf" not in manifest.artifacts:
         note = "these artifacts have no co-watching similarity yet: rerun `rekko pipeline`"
     elif built is not None and {k: built.get(k) for k in tuned["collaborative"]} != tuned["collaborative"]:
-        note = (f"the co-watching similarity was built with {built}, tuned {tuned['collaborative']}: "
-                "rerun `rekko pipeline` to rebuild it")
+        note = (
+            f"the co-watching similarity was built with {built}, tuned {tuned['collaborative']}: "
+            "rerun `rekko pipeline` to rebuild it"
+        )
     manifest.parameters = {**manifest.parameters, "blend": tuned["blend"], "tuned": result.to_dict()}
     write_manifest(manifest, Path(path))
     return note

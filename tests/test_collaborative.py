@@ -74,9 +74,7 @@ def test_no_interactions_gives_an_empty_matrix() -> None:
     assert sim.matrix.shape == (4, 4) and sim.matrix.nnz == 0
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"k": 0}, {"k": 2.5}, {"weighting": "jaccard"}, {"bm25_k1": 0}, {"bm25_b": 1.5}]
-)
+@pytest.mark.parametrize("kwargs", [{"k": 0}, {"k": 2.5}, {"weighting": "jaccard"}, {"bm25_k1": 0}, {"bm25_b": 1.5}])
 def test_bad_config(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         CollaborativeConfig(**kwargs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -100,13 +99,18 @@ def test_bad_arguments() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.dictionaries(st.integers(0, 5), st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=6, unique=True), min_size=1),
+    st.dictionaries(
+        st.integers(0, 5), st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=6, unique=True), min_size=1
+    ),
     st.dictionaries(st.integers(0, 5), st.lists(st.sampled_from("abcdefgh"), max_size=6, unique=True)),
     st.integers(1, 6),
 )
 def test_metric_bounds(test_lists, rec_lists, k) -> None:
     test, recs = _test(test_lists), _recs(rec_lists)
-    values = {fn.__name__: fn(recs, test, k) for fn in (M.hit_rate, M.precision, M.recall, M.ndcg, M.mean_average_precision, M.mrr)}
+    values = {
+        fn.__name__: fn(recs, test, k)
+        for fn in (M.hit_rate, M.precision, M.recall, M.ndcg, M.mean_average_precision, M.mrr)
+    }
     for v in values.values():
         assert 0.0 <= v <= 1.0 + 1e-12
     assert values["precision"] <= values["hit_rate"] + 1e-12

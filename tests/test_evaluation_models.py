@@ -24,7 +24,13 @@ IDS = np.array(["a", "b", "c", "d"], dtype=object)
 
 def _fitted(md: np.ndarray, desc: np.ndarray, cf: np.ndarray, movie_score: list[float], n_users: list[int]) -> M.Fitted:
     movies = pd.DataFrame(
-        {C.MOVIE: IDS, C.TITLE: ["A", "B", "C", "D"], C.MOVIE_SCORE: movie_score, C.N_USERS: n_users, C.GENRES: [("x",)] * 4}
+        {
+            C.MOVIE: IDS,
+            C.TITLE: ["A", "B", "C", "D"],
+            C.MOVIE_SCORE: movie_score,
+            C.N_USERS: n_users,
+            C.GENRES: [("x",)] * 4,
+        }
     )
     # user 1 watched a (ratio 1.0) and b (0.5); user 2 watched c; b is user 1's latest
     upd = pd.DataFrame(
@@ -68,14 +74,16 @@ def test_most_popular_skips_watched() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.lists(st.booleans(), min_size=4, max_size=4), min_size=1, max_size=2), st.integers(1, 5),
-       st.lists(st.integers(0, 3), min_size=4, max_size=4))
+@given(
+    st.lists(st.lists(st.booleans(), min_size=4, max_size=4), min_size=1, max_size=2),
+    st.integers(1, 5),
+    st.lists(st.integers(0, 3), min_size=4, max_size=4),
+)
 def test_most_popular_equals_a_dense_sort(watched_rows, k, n_users) -> None:
     """The counting shortcut ranks exactly like sorting every unwatched movie by popularity."""
     f = _fitted(Z, Z, Z, [0, 0, 0, 0], n_users=n_users)
     upd = pd.DataFrame(
-        [(u + 1, j, 1.0, 0) for u, row in enumerate(watched_rows) for j, w in enumerate(row) if w]
-        or [(1, 0, 1.0, 0)],
+        [(u + 1, j, 1.0, 0) for u, row in enumerate(watched_rows) for j, w in enumerate(row) if w] or [(1, 0, 1.0, 0)],
         columns=[C.USER, "movie_idx", C.WATCH_RATIO, C.RECENCY_RANK],
     )
     f = M.Fitted(replace(f.result, interactions=upd), f.collaborative)

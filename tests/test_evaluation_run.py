@@ -43,7 +43,11 @@ def tiny_inputs(directory: Path) -> tuple[Path, Path, Path]:
             rows.append((user, f"m{movie}", float(rng.integers(40, 101)), 2021, 3, day + 1))
     interactions = pd.DataFrame(rows, columns=[C.USER, C.MOVIE, C.WATCHED_MINUTES, C.YEAR, C.MONTH, C.DAY])
     ratings = pd.DataFrame(
-        {C.TITLE: movies[C.TITLE], C.RATING: np.linspace(5, 8, 12), C.DESCRIPTION: ["a quiet family tale"] * 6 + ["a loud road trip"] * 6}
+        {
+            C.TITLE: movies[C.TITLE],
+            C.RATING: np.linspace(5, 8, 12),
+            C.DESCRIPTION: ["a quiet family tale"] * 6 + ["a loud road trip"] * 6,
+        }
     )
     paths = directory / "interactions.parquet", directory / "movies_metdata.parquet", directory / "ratings.parquet"
     interactions.to_parquet(paths[0])
@@ -101,25 +105,69 @@ def test_cli_evaluate_and_tune(tmp_path: Path) -> None:
     """The two subcommands through the real console entry point, in a subprocess."""
     files = tiny_inputs(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    common = ["--interactions", str(files[0]), "--movies", str(files[1]), "--ratings", str(files[2]), "--test-size", "1", "-k", "2"]
+    common = [
+        "--interactions",
+        str(files[0]),
+        "--movies",
+        str(files[1]),
+        "--ratings",
+        str(files[2]),
+        "--test-size",
+        "1",
+        "-k",
+        "2",
+    ]
     tuned = tmp_path / "tuned.json"
     run = subprocess.run(
-        [sys.executable, "-m", "rekko", "tune", *common, "--out", str(tuned), "--manifest", str(tmp_path / "none.json")],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "rekko",
+            "tune",
+            *common,
+            "--out",
+            str(tuned),
+            "--manifest",
+            str(tmp_path / "none.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr
     assert "no manifest" in run.stdout
     assert json.loads(tuned.read_text())["parameters"]["collaborative"]["weighting"] in ("bm25", "cosine")
     run = subprocess.run(
-        [sys.executable, "-m", "rekko", "evaluate", *common, "--params", str(tuned),
-         "--json", str(tmp_path / "m.json"), "--report", str(tmp_path / "r.html")],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "rekko",
+            "evaluate",
+            *common,
+            "--params",
+            str(tuned),
+            "--json",
+            str(tmp_path / "m.json"),
+            "--report",
+            str(tmp_path / "r.html"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert run.returncode == 0, run.stderr
     assert "ndcg@2" in run.stdout and "rekko" in run.stdout
     assert (tmp_path / "r.html").exists()
     bad = subprocess.run(
         [sys.executable, "-m", "rekko", "evaluate", *common, "--models", "rekko,svd"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
     )
     assert bad.returncode == 2 and "svd" in bad.stderr

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -69,28 +67,47 @@ def ml_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture()
 def tmdb_csv(tmp_path: Path) -> Path:
-    return _write(
-        tmp_path / "tmdb.csv",
-        """
-        id,title,overview,runtime,vote_average,vote_count,genres,production_countries,release_date
-        629,The Usual Suspects,A boat has been destroyed.,106,7.9,3254,"[{""id"": 80, ""name"": ""Crime""}, {""id"": 18, ""name"": ""Drama""}]","[{""iso_3166_1"": ""US"", ""name"": ""United States of America""}, {""iso_3166_1"": ""DE"", ""name"": ""Germany""}]",1995-07-19
-        949,Heat,,0,0,0,[],[],1995-12-15
-        """,
-    )
+    """TMDB's layout: genres and countries as JSON lists of objects; Heat has 0 runtime and 0 votes (unknown)."""
+    path = tmp_path / "tmdb.csv"
+    pd.DataFrame(
+        {
+            "id": [629, 949],
+            "title": ["The Usual Suspects", "Heat"],
+            "overview": ["A boat has been destroyed.", None],
+            "runtime": [106, 0],
+            "vote_average": [7.9, 0],
+            "vote_count": [3254, 0],
+            "genres": ['[{"id": 80, "name": "Crime"}, {"id": 18, "name": "Drama"}]', "[]"],
+            "production_countries": [
+                '[{"iso_3166_1": "US", "name": "United States of America"}, {"iso_3166_1": "DE", "name": "Germany"}]',
+                "[]",
+            ],
+            "release_date": ["1995-07-19", "1995-12-15"],
+        }
+    ).to_csv(path, index=False)
+    return path
 
 
 @pytest.fixture()
 def imdb_csv(tmp_path: Path) -> Path:
-    nbsp = "\u00a0"
-    return _write(
-        tmp_path / "imdb.csv",
-        f"""
-        movie_imdb_link,movie_title,director_name,actor_1_name,actor_2_name,actor_3_name,duration,content_rating,country,imdb_score
-        http://www.imdb.com/title/tt0114814/?ref_=fn_tt_tt_1,The Usual Suspects{nbsp},Bryan Singer,Kevin Spacey,,Gabriel Byrne,105,R,USA,8.6
-        http://www.imdb.com/title/tt0113277/?ref_=fn_tt_tt_1,Heat{nbsp},Michael Mann,Al Pacino,Robert De Niro,Val Kilmer,170,R,USA,8.3
-        http://www.imdb.com/title/tt0113277/?ref_=fn_tt_tt_1,Heat{nbsp},Someone Else,,,,99,PG,UK,1.0
-        """,
-    )
+    """IMDb's layout: the tt id inside the link, titles ending in a no-break space, Heat listed twice."""
+    path = tmp_path / "imdb.csv"
+    link = "http://www.imdb.com/title/tt{}/?ref_=fn_tt_tt_1"
+    pd.DataFrame(
+        {
+            "movie_imdb_link": [link.format("0114814"), link.format("0113277"), link.format("0113277")],
+            "movie_title": ["The Usual Suspects\u00a0", "Heat\u00a0", "Heat\u00a0"],
+            "director_name": ["Bryan Singer", "Michael Mann", "Someone Else"],
+            "actor_1_name": ["Kevin Spacey", "Al Pacino", None],
+            "actor_2_name": [None, "Robert De Niro", None],
+            "actor_3_name": ["Gabriel Byrne", "Val Kilmer", None],
+            "duration": [105, 170, 99],
+            "content_rating": ["R", "R", "PG"],
+            "country": ["USA", "USA", "UK"],
+            "imdb_score": [8.6, 8.3, 1.0],
+        }
+    ).to_csv(path, index=False)
+    return path
 
 
 def test_split_title_year_moves_article_and_parses_year() -> None:
@@ -115,7 +132,9 @@ def test_split_title_year_moves_article_and_parses_year() -> None:
 
 
 def test_rating_to_minutes_is_runtime_times_rating_over_five() -> None:
-    np.testing.assert_allclose(rating_to_minutes(np.array([5.0, 2.5, 0.5]), np.array([100.0, 120.0, 90.0])), [100, 60, 9])
+    np.testing.assert_allclose(
+        rating_to_minutes(np.array([5.0, 2.5, 0.5]), np.array([100.0, 120.0, 90.0])), [100, 60, 9]
+    )
 
 
 def test_movielens_only(ml_dir: Path) -> None:
@@ -206,7 +225,9 @@ def test_cli_subcommand(ml_dir: Path, tmp_path: Path) -> None:
 
     parser = argparse.ArgumentParser(prog="rekko")
     register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["import", "movielens", str(ml_dir), "--out", str(tmp_path / "o"), "--ratings-format", "parquet"])
+    args = parser.parse_args(
+        ["import", "movielens", str(ml_dir), "--out", str(tmp_path / "o"), "--ratings-format", "parquet"]
+    )
     assert args.handler(args) == 0
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
         "interactions.parquet",

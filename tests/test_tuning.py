@@ -16,7 +16,6 @@ from rekko.evaluation.run import load_inputs
 from rekko.evaluation.splitters import per_user_last_n_split
 from rekko.recommend import BlendWeights, Recommender
 from rekko.tuning import TuneConfig, blend_scores, kind_scores, tune, update_manifest
-
 from tests.test_evaluation_run import tiny_inputs
 
 
@@ -41,9 +40,15 @@ def test_tune_searches_on_a_validation_split_of_train_only(data) -> None:
     interactions, movies, ratings = data
     outer = per_user_last_n_split(interactions, 1)
     result = tune(
-        outer.train, movies, ratings, partial(per_user_last_n_split, n=1),
-        config=TuneConfig(k=2), start=M.RekkoParams(collaborative=CollaborativeConfig(k=5)),
-        cf_k_grid=(5, 8), half_life_grid=(None, 1.0), weight_grid=(0.0, 0.1, 1.0),
+        outer.train,
+        movies,
+        ratings,
+        partial(per_user_last_n_split, n=1),
+        config=TuneConfig(k=2),
+        start=M.RekkoParams(collaborative=CollaborativeConfig(k=5)),
+        cf_k_grid=(5, 8),
+        half_life_grid=(None, 1.0),
+        weight_grid=(0.0, 0.1, 1.0),
     )
     # the validation split is carved from the train part: 16 users lose one more watch each
     assert result.validation_stats["train_rows"] == len(outer.train) - 16

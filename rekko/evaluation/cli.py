@@ -7,7 +7,15 @@ import json
 import logging
 from pathlib import Path
 
-from rekko.evaluation.run import MODELS, SPLITS, EvalConfig, describe_models, format_table, load_inputs, params_from_file
+from rekko.evaluation.run import (
+    MODELS,
+    SPLITS,
+    EvalConfig,
+    describe_models,
+    format_table,
+    load_inputs,
+    params_from_file,
+)
 from rekko.paths import PipelinePaths
 
 log = logging.getLogger(__name__)
@@ -15,14 +23,27 @@ log = logging.getLogger(__name__)
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     defaults = PipelinePaths()
-    parser.add_argument("--interactions", type=Path, default=defaults.interactions,
-                        help=f"P1: interactions (default: {defaults.interactions})")
-    parser.add_argument("--movies", type=Path, default=defaults.movies,
-                        help=f"P2: movies metadata (default: {defaults.movies})")
-    parser.add_argument("--ratings", type=Path, default=defaults.ratings,
-                        help=f"P3: ratings and descriptions (default: {defaults.ratings})")
-    parser.add_argument("--split", choices=SPLITS, default="per-user",
-                        help="per-user: each user's last N watches are the test; global: the last D days (default: per-user)")
+    parser.add_argument(
+        "--interactions",
+        type=Path,
+        default=defaults.interactions,
+        help=f"P1: interactions (default: {defaults.interactions})",
+    )
+    parser.add_argument(
+        "--movies", type=Path, default=defaults.movies, help=f"P2: movies metadata (default: {defaults.movies})"
+    )
+    parser.add_argument(
+        "--ratings",
+        type=Path,
+        default=defaults.ratings,
+        help=f"P3: ratings and descriptions (default: {defaults.ratings})",
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLITS,
+        default="per-user",
+        help="per-user: each user's last N watches are the test; global: the last D days (default: per-user)",
+    )
     parser.add_argument("--test-size", type=int, default=10, metavar="N", help="per-user split: N (default: 10)")
     parser.add_argument("--days", type=float, default=30.0, metavar="D", help="global split: D days (default: 30)")
     parser.add_argument("-k", type=int, default=10, help="recommendations per user measured, the @k (default: 10)")
@@ -42,10 +63,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_common(ev)
     ev.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
-    ev.add_argument("--params", type=Path, help="rekko's parameters: a `rekko tune` JSON or a manifest (default: built-in)")
-    ev.add_argument("--json", type=Path, default=Path("evaluation/metrics.json"), help="JSON output (default: %(default)s)")
-    ev.add_argument("--report", type=Path, default=Path("evaluation/report.html"),
-                    help="self-contained HTML report (default: %(default)s)")
+    ev.add_argument(
+        "--params", type=Path, help="rekko's parameters: a `rekko tune` JSON or a manifest (default: built-in)"
+    )
+    ev.add_argument(
+        "--json", type=Path, default=Path("evaluation/metrics.json"), help="JSON output (default: %(default)s)"
+    )
+    ev.add_argument(
+        "--report",
+        type=Path,
+        default=Path("evaluation/report.html"),
+        help="self-contained HTML report (default: %(default)s)",
+    )
     ev.set_defaults(handler=run_evaluate)
 
     tu = subparsers.add_parser(
@@ -59,12 +88,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     _add_common(tu)
-    tu.add_argument("--out", type=Path, default=Path("evaluation/tuned.json"), help="tuned parameters JSON (default: %(default)s)")
-    tu.add_argument("--manifest", type=Path, default=PipelinePaths().manifest,
-                    help="manifest whose parameters to update, if it exists (default: %(default)s)")
+    tu.add_argument(
+        "--out", type=Path, default=Path("evaluation/tuned.json"), help="tuned parameters JSON (default: %(default)s)"
+    )
+    tu.add_argument(
+        "--manifest",
+        type=Path,
+        default=PipelinePaths().manifest,
+        help="manifest whose parameters to update, if it exists (default: %(default)s)",
+    )
     tu.add_argument("--no-manifest", action="store_true", help="do not touch the manifest")
-    tu.add_argument("--max-users", type=int, default=1000,
-                    help="validation users scored per candidate, a fixed random sample above this (default: 1000)")
+    tu.add_argument(
+        "--max-users",
+        type=int,
+        default=1000,
+        help="validation users scored per candidate, a fixed random sample above this (default: 1000)",
+    )
     tu.set_defaults(handler=run_tune)
 
 
@@ -96,20 +135,27 @@ def run_tune(args: argparse.Namespace) -> int:
     config = _config(args)
     interactions, movies, ratings = load_inputs(args.interactions, args.movies, args.ratings)
     outer = config.splitter()(interactions)
-    result = tune(outer.train, movies, ratings, config.splitter(),
-                  config=TuneConfig(k=config.k, max_users=args.max_users))
-    summary = {**result.to_dict(), "protocol": {"split": config.split, "test_size": config.test_size,
-                                                "days": config.days, "k": config.k}}
+    result = tune(
+        outer.train, movies, ratings, config.splitter(), config=TuneConfig(k=config.k, max_users=args.max_users)
+    )
+    summary = {
+        **result.to_dict(),
+        "protocol": {"split": config.split, "test_size": config.test_size, "days": config.days, "k": config.k},
+    }
     with atomic_open(args.out, "w", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2)
         fh.write("\n")
     print(json.dumps(result.params.to_dict(), indent=2))
-    print(f"validation NDCG@{config.k}: {result.start_ndcg:.4f} (start) -> {result.validation_ndcg:.4f} (tuned), "
-          f"{len(result.trace)} candidates in {result.seconds:.1f} s; wrote {args.out}")
+    print(
+        f"validation NDCG@{config.k}: {result.start_ndcg:.4f} (start) -> {result.validation_ndcg:.4f} (tuned), "
+        f"{len(result.trace)} candidates in {result.seconds:.1f} s; wrote {args.out}"
+    )
     if not args.no_manifest:
         if args.manifest.exists():
             note = update_manifest(args.manifest, result)
             print(f"updated the parameters in {args.manifest}" + (f"; {note}" if note else ""))
         else:
-            print(f"no manifest at {args.manifest}: run `rekko pipeline`, then `rekko tune` again to store the parameters")
+            print(
+                f"no manifest at {args.manifest}: run `rekko pipeline`, then `rekko tune` again to store the parameters"
+            )
     return 0

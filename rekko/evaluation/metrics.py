@@ -134,7 +134,9 @@ def intra_list_diversity(recs: pd.DataFrame, genres: pd.Series, k: int) -> float
     if top.empty:
         return float("nan")
     long = genres.rename("genre").explode().dropna()
-    movies = pd.Index(pd.unique(np.concatenate([top[C.MOVIE].to_numpy(dtype=object), long.index.to_numpy(dtype=object)])))
+    movies = pd.Index(
+        pd.unique(np.concatenate([top[C.MOVIE].to_numpy(dtype=object), long.index.to_numpy(dtype=object)]))
+    )
     g_codes, g_uniques = pd.factorize(long.to_numpy())
     g = sp.csr_matrix(
         (np.ones(len(long)), (movies.get_indexer(long.index), g_codes)), shape=(len(movies), max(len(g_uniques), 1))
@@ -144,7 +146,9 @@ def intra_list_diversity(recs: pd.DataFrame, genres: pd.Series, k: int) -> float
     norms = np.sqrt(np.asarray(g.multiply(g).sum(axis=1)).ravel())
     g = sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ g
     u_codes, u_uniques = pd.factorize(top[C.USER])
-    r = sp.csr_matrix((np.ones(len(top)), (u_codes, movies.get_indexer(top[C.MOVIE]))), shape=(len(u_uniques), len(movies)))
+    r = sp.csr_matrix(
+        (np.ones(len(top)), (u_codes, movies.get_indexer(top[C.MOVIE]))), shape=(len(u_uniques), len(movies))
+    )
     summed = r @ g
     sq_of_sum = np.asarray(summed.multiply(summed).sum(axis=1)).ravel()
     sum_of_sq = r @ np.asarray(g.multiply(g).sum(axis=1)).ravel()

@@ -171,7 +171,9 @@ def _top_k_blocks(
         vals = np.take_along_axis(dense, part, axis=1)
         order = np.argsort(-vals, axis=1, kind="stable")
         top = np.take_along_axis(part, order, axis=1)
-        frames.append(_ranked(users[start : start + block], top, np.take_along_axis(dense, top, axis=1), fitted.movie_ids))
+        frames.append(
+            _ranked(users[start : start + block], top, np.take_along_axis(dense, top, axis=1), fitted.movie_ids)
+        )
     if not frames:
         return pd.DataFrame({C.USER: [], C.MOVIE: [], C.SCORE: [], C.RANK: []})
     return pd.concat(frames, ignore_index=True)
@@ -209,7 +211,7 @@ def most_popular(fitted: Fitted, users: np.ndarray, k: int) -> pd.DataFrame:
 
 
 def legacy(fitted: Fitted, users: np.ndarray, k: int, weights: BlendWeights = BlendWeights()) -> pd.DataFrame:
-    """The seed's scoring, de-duplicated: max over watched movies of ratio x int_coef x content similarity, + movie score."""
+    """The seed's scoring, de-duplicated: max over watched movies of ratio x int_coef x similarity, + movie score."""
     combined = (fitted.result.sim_md.matrix * weights.md + fitted.result.sim_desc.matrix * weights.desc).tocsr()
     movie_part = fitted.result.movies[C.MOVIE_SCORE].to_numpy(dtype=np.float64) * weights.movie
 
@@ -240,7 +242,9 @@ def rekko(fitted: Fitted, users: np.ndarray, k: int, params: RekkoParams = Rekko
 def content_only(fitted: Fitted, users: np.ndarray, k: int) -> pd.DataFrame:
     """rekko's recommender on the metadata and description similarities alone (the seed's weights)."""
     default = BlendWeights()
-    params = RekkoParams(blend=BlendWeights(md=default.md, desc=default.desc, cf=0.0, movie=0.0, recency_half_life=None))
+    params = RekkoParams(
+        blend=BlendWeights(md=default.md, desc=default.desc, cf=0.0, movie=0.0, recency_half_life=None)
+    )
     return rekko(fitted, users, k, replace(params, collaborative=fitted.collaborative))
 
 

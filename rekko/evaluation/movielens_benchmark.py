@@ -34,7 +34,9 @@ def markdown_table(metrics: dict[str, dict[str, float]], k: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder with movielens-small, tmdb-5000, imdb-5000")
+    parser.add_argument(
+        "--data", type=Path, default=Path("../shared/data"), help="folder with movielens-small, tmdb-5000, imdb-5000"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/quality"), help="work and output folder")
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--test-size", type=int, default=10)
@@ -45,18 +47,52 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     inputs = args.out / "data"
     seconds = {
-        "import": _run(["import", "movielens", str(ml), "--tmdb", str(args.data / "tmdb-5000" / "tmdb_5000_movies.csv"),
-                        "--imdb", str(args.data / "imdb-5000" / "movie_metadata.csv"), "--out", str(inputs)]),
+        "import": _run(
+            [
+                "import",
+                "movielens",
+                str(ml),
+                "--tmdb",
+                str(args.data / "tmdb-5000" / "tmdb_5000_movies.csv"),
+                "--imdb",
+                str(args.data / "imdb-5000" / "movie_metadata.csv"),
+                "--out",
+                str(inputs),
+            ]
+        ),
     }
-    common = ["--interactions", str(inputs / "interactions.parquet"), "--movies", str(inputs / "movies_metdata.parquet"),
-              "--ratings", str(inputs / "Movies_r_d.xlsx"), "--split", "per-user", "--test-size", str(args.test_size),
-              "-k", str(args.k)]
-    seconds["evaluate"] = _run(["evaluate", *common, "--json", str(args.out / "metrics.json"),
-                                "--report", str(args.out / "report.html")])
+    common = [
+        "--interactions",
+        str(inputs / "interactions.parquet"),
+        "--movies",
+        str(inputs / "movies_metdata.parquet"),
+        "--ratings",
+        str(inputs / "Movies_r_d.xlsx"),
+        "--split",
+        "per-user",
+        "--test-size",
+        str(args.test_size),
+        "-k",
+        str(args.k),
+    ]
+    seconds["evaluate"] = _run(
+        ["evaluate", *common, "--json", str(args.out / "metrics.json"), "--report", str(args.out / "report.html")]
+    )
     seconds["tune"] = _run(["tune", *common, "--out", str(args.out / "tuned.json"), "--no-manifest"])
-    seconds["evaluate_tuned"] = _run(["evaluate", *common, "--models", "rekko", "--params", str(args.out / "tuned.json"),
-                                      "--json", str(args.out / "metrics_tuned.json"),
-                                      "--report", str(args.out / "report_tuned.html")])
+    seconds["evaluate_tuned"] = _run(
+        [
+            "evaluate",
+            *common,
+            "--models",
+            "rekko",
+            "--params",
+            str(args.out / "tuned.json"),
+            "--json",
+            str(args.out / "metrics_tuned.json"),
+            "--report",
+            str(args.out / "report_tuned.html"),
+        ]
+    )
     base = json.loads((args.out / "metrics.json").read_text())
     tuned = json.loads((args.out / "metrics_tuned.json").read_text())
     table = {**base["metrics"], "rekko (tuned)": tuned["metrics"]["rekko"]}

@@ -71,13 +71,13 @@ def render_html(result: EvaluationResult) -> str:
     best = {c: table[c].idxmax() for c in table.columns}
     rows = []
     for model, row in table.iterrows():
-        cells = "".join(
-            f'<td class="{"best" if best[c] == model else ""}">{row[c]:.4f}</td>' for c in table.columns
-        )
+        cells = "".join(f'<td class="{"best" if best[c] == model else ""}">{row[c]:.4f}</td>' for c in table.columns)
         rows.append(f"<tr><th>{html.escape(str(model))}</th>{cells}</tr>")
     head = "".join(f"<th>{html.escape(c)}</th>" for c in shown.columns)
     d = result.to_dict()
     pre = lambda obj: html.escape(json.dumps(obj, indent=2, ensure_ascii=False))  # noqa: E731
+    models = "".join(f"<li><b>{html.escape(m)}</b>: {html.escape(t)}</li>" for m, t in d["descriptions"].items())
+    total = result.seconds.get("total", 0.0)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>rekko evaluation</title>
 <style>
@@ -91,10 +91,10 @@ pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
 </style></head><body>
 <h1>rekko evaluation</h1>
 <p>{html.escape(result.split.description)}; k = {k}; {d["split"]["test_users"]} test users,
-{d["split"]["test_pairs"]} test pairs, {d["split"]["train_rows"]} train rows; whole run {result.seconds.get("total", 0):.1f} s.</p>
+{d["split"]["test_pairs"]} test pairs, {d["split"]["train_rows"]} train rows; whole run {total:.1f} s.</p>
 <table><thead><tr><th>model</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>
 <div class="charts">{charts}</div>
-<h2>Models</h2><ul>{"".join(f"<li><b>{html.escape(m)}</b>: {html.escape(t)}</li>" for m, t in d["descriptions"].items())}</ul>
+<h2>Models</h2><ul>{models}</ul>
 <h2>rekko's parameters</h2><pre>{pre(d["parameters"])}</pre>
 <h2>Split</h2><pre>{pre(d["split"])}</pre>
 <h2>Timings (s)</h2><pre>{pre(d["seconds"])}</pre>

@@ -38,7 +38,10 @@ MODELS: dict[str, tuple[str, Callable[..., pd.DataFrame]]] = {
     "most_popular": ("movies most train users watched", lambda f, u, k, p: M.most_popular(f, u, k)),
     "legacy": ("the seed's scoring, de-duplicated", lambda f, u, k, p: M.legacy(f, u, k)),
     "content": ("content similarity only (metadata + description)", lambda f, u, k, p: M.content_only(f, u, k)),
-    "collaborative": ("co-watching similarity only, no recency (ItemKNN)", lambda f, u, k, p: M.collaborative_only(f, u, k)),
+    "collaborative": (
+        "co-watching similarity only, no recency (ItemKNN)",
+        lambda f, u, k, p: M.collaborative_only(f, u, k),
+    ),
     "rekko": ("rekko's full model: content + co-watching + movie score, recency-weighted", _rekko),
 }
 
@@ -78,10 +81,16 @@ class EvaluationResult:
     def to_dict(self) -> dict[str, object]:
         return {
             "rekko_version": __version__,
-            "protocol": {**asdict(self.config), "models": list(self.config.models), "split_description": self.split.description},
+            "protocol": {
+                **asdict(self.config),
+                "models": list(self.config.models),
+                "split_description": self.split.description,
+            },
             "split": self.split.stats,
             "parameters": self.params.to_dict(),
-            "metrics": {model: {m: _num(v) for m, v in row.items()} for model, row in self.table.to_dict("index").items()},
+            "metrics": {
+                model: {m: _num(v) for m, v in row.items()} for model, row in self.table.to_dict("index").items()
+            },
             "descriptions": {m: MODELS[m][0] for m in self.config.models},
             "seconds": self.seconds,
             "counts": self.counts,

@@ -47,9 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run_movielens(args: argparse.Namespace) -> int:
     """Import, write, and print what was written with the counts."""
-    result = import_movielens(
-        args.directory, tmdb=args.tmdb, imdb=args.imdb, default_runtime=args.default_runtime
-    )
+    result = import_movielens(args.directory, tmdb=args.tmdb, imdb=args.imdb, default_runtime=args.default_runtime)
     paths = write_import(result, args.out, ratings_format=args.ratings_format)
     for what, path in paths.items():
         print(f"wrote {what}: {path}")

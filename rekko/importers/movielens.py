@@ -239,7 +239,9 @@ def read_imdb(path: str | os.PathLike[str]) -> pd.DataFrame:
     if no_id or len(out) < len(tidy):
         log.info(
             "%s: %d rows without a tt id and %d repeated tt ids ignored (the first row of each wins)",
-            path, no_id, len(tidy) - len(out),
+            path,
+            no_id,
+            len(tidy) - len(out),
         )
     return out
 
@@ -296,9 +298,7 @@ def build_movies(
     col = lambda name: base[name] if name in base.columns else empty  # noqa: E731
 
     # genres: MovieLens first, then TMDB's, each once
-    ml_genres = (
-        ml_movies["genres"].astype("string").reset_index(drop=True).str.split("|").explode().rename("value")
-    )
+    ml_genres = ml_movies["genres"].astype("string").reset_index(drop=True).str.split("|").explode().rename("value")
     ml_genres = ml_genres[ml_genres != "(no genres listed)"]
     long = [pd.DataFrame({"key": ml_genres.index, "value": ml_genres.to_numpy()})]
     if "tmdb_genres" in base.columns:
@@ -358,7 +358,9 @@ def build_movies(
         "country_from_tmdb": int(has_tmdb_country.sum()),
     }
     # the external API cache: TMDB's overview and vote_average, else IMDb's score
-    rating = pd.to_numeric(col("tmdb_rating"), errors="coerce").fillna(pd.to_numeric(col("imdb_rating"), errors="coerce"))
+    rating = pd.to_numeric(col("tmdb_rating"), errors="coerce").fillna(
+        pd.to_numeric(col("imdb_rating"), errors="coerce")
+    )
     description = col("tmdb_overview")
     known = rating.notna() | description.notna()
     ratings = pd.DataFrame(
@@ -429,7 +431,9 @@ def import_movielens(
     return ImportResult(interactions=interactions, movies=movies, ratings=ratings, stats=stats)
 
 
-def write_import(result: ImportResult, out_dir: str | os.PathLike[str], *, ratings_format: str = "xlsx") -> dict[str, Path]:
+def write_import(
+    result: ImportResult, out_dir: str | os.PathLike[str], *, ratings_format: str = "xlsx"
+) -> dict[str, Path]:
     """Write the three files atomically into ``out_dir`` under the seed's names; return their paths."""
     if ratings_format not in RATINGS_FILES:
         raise ValueError(f"ratings_format must be one of {sorted(RATINGS_FILES)}, got {ratings_format!r}")
