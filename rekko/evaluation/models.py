@@ -39,6 +39,8 @@ MOVIE_IDX = "movie_idx"
 
 
 _CF_KEYS = ("k", "weighting", "bm25_k1", "bm25_b")
+#: The seed's weights: metadata 0.5, description 0.3, movie score 0.2, no co-watching, no recency.
+SEED_BLEND = BlendWeights(md=0.5, desc=0.3, cf=0.0, movie=0.2, recency_half_life=None)
 
 
 @dataclass(frozen=True)
@@ -210,7 +212,7 @@ def most_popular(fitted: Fitted, users: np.ndarray, k: int) -> pd.DataFrame:
     return _ranked(users, movies, scores, fitted.movie_ids)
 
 
-def legacy(fitted: Fitted, users: np.ndarray, k: int, weights: BlendWeights = BlendWeights()) -> pd.DataFrame:
+def legacy(fitted: Fitted, users: np.ndarray, k: int, weights: BlendWeights = SEED_BLEND) -> pd.DataFrame:
     """The seed's scoring, de-duplicated: max over watched movies of ratio x int_coef x similarity, + movie score."""
     combined = (fitted.result.sim_md.matrix * weights.md + fitted.result.sim_desc.matrix * weights.desc).tocsr()
     movie_part = fitted.result.movies[C.MOVIE_SCORE].to_numpy(dtype=np.float64) * weights.movie
@@ -240,8 +242,8 @@ def rekko(fitted: Fitted, users: np.ndarray, k: int, params: RekkoParams = Rekko
 
 
 def content_only(fitted: Fitted, users: np.ndarray, k: int) -> pd.DataFrame:
-    """rekko's recommender on the metadata and description similarities alone (the seed's weights)."""
-    default = BlendWeights()
+    """rekko's recommender on the metadata and description similarities alone (the seed's 0.5 / 0.3)."""
+    default = SEED_BLEND
     params = RekkoParams(
         blend=BlendWeights(md=default.md, desc=default.desc, cf=0.0, movie=0.0, recency_half_life=None)
     )
