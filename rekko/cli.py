@@ -66,6 +66,8 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, dest=dest, type=Path, default=getattr(defaults, dest),
                             help=f"{text} (default: {getattr(defaults, dest)})")
     parser.add_argument("-k", "--top-k", type=int, default=100, help="neighbours kept per movie (default: 100)")
+    parser.add_argument("--default-params", action="store_true",
+                        help="use the built-in blend even if `rekko tune` stored tuned parameters in the manifest")
 
 
 def pipeline_paths(args: argparse.Namespace) -> PipelinePaths:
@@ -93,7 +95,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from rekko.pipeline import run_with_enrichment
 
     paths = pipeline_paths(args)
-    result, manifest = run_with_enrichment(paths, top_k=args.top_k)
+    result, manifest = run_with_enrichment(paths, top_k=args.top_k, keep_tuned=not args.default_params)
     counts = result.counts
     print(
         f"pipeline: {counts['movies']} movies, {counts['users']} users, "

@@ -47,6 +47,8 @@ class PipelineConfig:
     movie_score: MovieScoreConfig = MovieScoreConfig()
     collaborative: CollaborativeConfig = CollaborativeConfig()
     blend: BlendWeights = BlendWeights()
+    #: the summary `rekko tune` wrote, carried into every later manifest with its parameters
+    tuned: dict[str, Any] | None = None
 
 
 @dataclass
@@ -171,6 +173,7 @@ def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineC
             "movie_score": asdict(config.movie_score),
             "collaborative": asdict(config.collaborative),
             "blend": asdict(config.blend),
+            **({"tuned": config.tuned} if config.tuned else {}),
         },
         counts={**result.counts, "timings_s": result.timings},
         inputs=inputs,
@@ -204,17 +207,51 @@ def run_pipeline(paths: PipelinePaths = PipelinePaths(), config: PipelineConfig 
     return result, manifest
 
 
+def tuned_config(manifest_path: Path, base: PipelineConfig) -> PipelineConfig | None:
+    """``base`` with the blend and co-watching settings ``rekko tune`` stored in a manifest, or None.
+
+    Rebuilding the artifacts must not silently throw away a tuning run: a
+    manifest whose parameters carry a ``tuned`` summary keeps its blend and
+    collaborative settings across pipeline runs.
+    """
+    from dataclasses import fields as dc_fields, replace
+
+    from rekko.artifacts import read_manifest
+    from rekko.exceptions import ArtifactError
+
+    try:
+        params = read_manifest(manifest_path).parameters or {}
+    except ArtifactError:
+        return None
+    if not params.get("tuned"):
+        return None
+    known = {f.name for f in dc_fields(CollaborativeConfig)} - {"n_threads"}
+    cf = {k: v for k, v in (params.get("collaborative") or {}).items() if k in known}
+    tuned_cf = ((params["tuned"].get("parameters") or {}).get("collaborative") or {})
+    cf.update({k: v for k, v in tuned_cf.items() if k in known})
+    return replace(base, blend=BlendWeights.from_dict(params.get("blend")),
+                   collaborative=replace(base.collaborative, **cf), tuned=params["tuned"])
+
+
 def run_with_enrichment(paths: PipelinePaths = PipelinePaths(), *, top_k: int = 100,
-                        config: PipelineConfig | None = None) -> tuple[PipelineResult, Manifest]:
+                        config: PipelineConfig | None = None,
+                        keep_tuned: bool = True) -> tuple[PipelineResult, Manifest]:
     """The pipeline as the CLI and the entrypoint run it.
 
     With ``REKKO_API_KEY`` set, titles the API cache lacks are fetched first
     (``rekko enrich``); with or without a key, an existing cache beside the
-    ratings file adds its rows to the ratings the pipeline joins.
+    ratings file adds its rows to the ratings the pipeline joins. Parameters
+    found by ``rekko tune`` in the current manifest are kept unless
+    ``keep_tuned`` is false.
     """
     import os
 
     cfg = config or PipelineConfig(similarity=SimilarityConfig(k=top_k))
+    tuned = tuned_config(paths.manifest, cfg) if keep_tuned and config is None else None
+    if tuned is not None:
+        log.warning("keeping the blend and co-watching parameters `rekko tune` stored in %s "
+                    "(--default-params to drop them)", paths.manifest)
+        cfg = tuned
     extra = None
     try:
         from rekko.enrich import EnrichSettings, default_cache_path, enrich_titles, read_cache_as_ratings

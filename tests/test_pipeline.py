@@ -80,3 +80,32 @@ def test_crash_mid_write_leaves_no_manifest(tiny_dir, monkeypatch):
     # old manifest gone: recommend refuses the half-new set instead of mixing
     assert not paths.manifest.exists()
     assert not list(paths.sim_md.parent.glob(".*.tmp"))
+
+
+def test_rebuild_keeps_parameters_rekko_tune_stored(tiny_dir):
+    from dataclasses import asdict
+
+    from rekko.artifacts import write_manifest
+    from rekko.pipeline import run_with_enrichment
+    from rekko.recommend import BlendWeights
+
+    paths = paths_in(tiny_dir)
+    _, manifest = run_with_enrichment(paths)
+    tuned_blend = {"md": 0.1, "desc": 0.2, "cf": 0.3, "movie": 0.4, "recency_half_life": 5.0}
+    manifest.parameters = {
+        **manifest.parameters,
+        "blend": tuned_blend,
+        "tuned": {"parameters": {"blend": tuned_blend, "collaborative": {"k": 7, "weighting": "cosine"}}},
+    }
+    write_manifest(manifest, paths.manifest)
+
+    _, rebuilt = run_with_enrichment(paths)
+    assert rebuilt.parameters["blend"] == tuned_blend
+    assert rebuilt.parameters["collaborative"]["k"] == 7
+    assert rebuilt.parameters["collaborative"]["weighting"] == "cosine"
+    # and again: the tuning summary travels with the parameters
+    _, twice = run_with_enrichment(paths)
+    assert twice.parameters["blend"] == tuned_blend and twice.parameters["tuned"]["parameters"]["blend"] == tuned_blend
+
+    _, reset = run_with_enrichment(paths, keep_tuned=False)
+    assert reset.parameters["blend"] == asdict(BlendWeights()) and "tuned" not in reset.parameters
