@@ -22,14 +22,37 @@ SAMPLE_USER = 1
 
 
 def artifacts_fresh(paths: PipelinePaths) -> bool:
-    """True when a manifest exists and records exactly the current input files."""
-    from rekko.pipeline import input_fingerprints
+    """True when the manifest was written by this rekko, from exactly the current inputs, with the parameters
+    a pipeline run would use now (the built-in ones, or those `rekko tune` stored)."""
+    from rekko import __version__
+    from rekko.pipeline import PipelineConfig, input_fingerprints, manifest_parameters, tuned_config
 
     try:
         manifest = read_manifest(paths.manifest)
     except ArtifactError:
         return False
-    return manifest.inputs == input_fingerprints(paths)
+    config = tuned_config(paths.manifest, PipelineConfig()) or PipelineConfig()
+    return (
+        manifest.rekko_version == __version__
+        and manifest.inputs == input_fingerprints(paths)
+        and manifest.parameters == manifest_parameters(config)
+    )
+
+
+def describe_history(paths: PipelinePaths, artifacts, user_id: int, shown: int = 5) -> str:
+    """One line on what the user watched, most recent first, with the share of each film they saw."""
+    import pandas as pd
+
+    from rekko.columns import Columns as C
+
+    rows = pd.read_parquet(paths.interactions_upd, filters=[(C.USER, "==", int(user_id))])
+    if rows.empty:
+        return f"User {user_id} has no watch history"
+    if C.RECENCY_RANK in rows.columns:
+        rows = rows.sort_values(C.RECENCY_RANK)
+    seen = ", ".join(f"{artifacts.titles[i]} ({r:.0%})"
+                     for i, r in zip(rows["movie_idx"][:shown], rows[C.WATCH_RATIO][:shown]))
+    return f"User {user_id} watched {len(rows)} movies, most recently: {seen}"
 
 
 def run_demo(user_id: int | None = None, n: int = 10, fmt: str = "table") -> int:
@@ -56,12 +79,8 @@ def run_demo(user_id: int | None = None, n: int = 10, fmt: str = "table") -> int
     if user_id is None:
         user_id = SAMPLE_USER if SAMPLE_USER in artifacts.user_ids else int(
             artifacts.user_ids[np.argmax(np.diff(artifacts.history.indptr))])
-    hist = recommender.history_of(user_id)
-    if hist is not None and fmt == "table":
-        watched, ratios = hist
-        order = np.argsort(-ratios)[:5]
-        seen = ", ".join(f"{artifacts.titles[i]} ({r:.0%})" for i, r in zip(watched[order], ratios[order]))
-        print(f"User {user_id} watched {len(watched)} movies, most fully: {seen}")
+    if fmt == "table":
+        print(describe_history(paths, artifacts, user_id))
     recs = recommender.recommend(user_id, n)
     label = "cold start" if recs.cold_start else "personal"
     if fmt == "table":

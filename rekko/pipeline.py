@@ -143,6 +143,17 @@ def _movies_for_parquet(movies: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def manifest_parameters(config: PipelineConfig) -> dict[str, Any]:
+    """The ``parameters`` block a pipeline run with ``config`` writes into its manifest."""
+    return {
+        "similarity": asdict(config.similarity),
+        "movie_score": asdict(config.movie_score),
+        "collaborative": asdict(config.collaborative),
+        "blend": asdict(config.blend),
+        **({"tuned": config.tuned} if config.tuned else {}),
+    }
+
+
 def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineConfig,
                  inputs: dict[str, dict[str, Any]]) -> Manifest:
     """Write P4..P9 atomically, then the manifest (removed first so a crash leaves none)."""
@@ -168,13 +179,7 @@ def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineC
     if result.sim_cf is not None:
         artifacts["sim_cf"] = describe_file(paths.sim_cf, rows=int(result.sim_cf.matrix.shape[0]))
     manifest = Manifest(
-        parameters={
-            "similarity": asdict(config.similarity),
-            "movie_score": asdict(config.movie_score),
-            "collaborative": asdict(config.collaborative),
-            "blend": asdict(config.blend),
-            **({"tuned": config.tuned} if config.tuned else {}),
-        },
+        parameters=manifest_parameters(config),
         counts={**result.counts, "timings_s": result.timings},
         inputs=inputs,
         artifacts=artifacts,
