@@ -63,7 +63,7 @@ def start_emulator(latency: float) -> tuple[subprocess.Popen, str]:
         [
             sys.executable,
             "-m",
-            "rekko.enrich.emulator",
+            "rekko.testing.emulator",
             "--key",
             KEY,
             "--latency",

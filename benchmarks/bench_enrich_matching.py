@@ -21,7 +21,7 @@ import pandas as pd
 
 from rekko.enrich import EnrichSettings, enrich_titles
 from rekko.enrich.cache import load_cache
-from rekko.enrich.emulator import ApiEmulator, Movie
+from rekko.testing.emulator import ApiEmulator, Movie
 from rekko.enrich.providers import title_key
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from rekko.synth import generate, write_inputs
+from rekko.testing.synth import generate, write_inputs
 
 
 def main(argv: list[str] | None = None) -> int:

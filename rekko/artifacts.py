@@ -28,7 +28,6 @@ import scipy.sparse as sp
 from rekko import __version__
 from rekko.exceptions import ArtifactError, UnsafePickleError
 from rekko.io import atomic_open, sha256_file
-from rekko.similarity import TopKSimilarity
 
 SCHEMA_VERSION = 1
 TOPK_FORMAT = "rekko.topk-similarity/1"
@@ -46,6 +45,23 @@ _ALLOWED_GLOBALS = frozenset(
         ("numpy.core.multiarray", "scalar"),
     }
 )
+
+
+@dataclass(frozen=True)
+class TopKSimilarity:
+    """Row i holds the k most similar movies to ``movie_ids[i]`` (self excluded): the in-memory form of a ``.pkl``."""
+
+    movie_ids: np.ndarray
+    matrix: sp.csr_matrix
+
+    def __post_init__(self) -> None:
+        n = len(self.movie_ids)
+        if self.matrix.shape != (n, n):
+            raise ValueError(f"similarity matrix shape {self.matrix.shape} does not match {n} movie ids")
+
+    @property
+    def k(self) -> int:
+        return int(np.diff(self.matrix.indptr).max(initial=0))
 
 
 class RestrictedUnpickler(pickle.Unpickler):

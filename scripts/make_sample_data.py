@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from rekko.synth import generate, write_inputs
+from rekko.testing.synth import generate, write_inputs
 
 #: the issue's budget for everything under data/
 MAX_TOTAL_BYTES = 3 * 1024 * 1024

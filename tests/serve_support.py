@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rekko import synth
+from rekko.testing import synth
 from rekko.paths import ArtifactPaths, PipelinePaths
 from rekko.pipeline import run_pipeline
 

@@ -18,7 +18,7 @@ from rekko.artifacts import (
 )
 from rekko.exceptions import ArtifactError, UnsafePickleError
 from rekko.io import sha256_file
-from rekko.similarity import TopKSimilarity
+from rekko.pipeline.similarity import TopKSimilarity
 
 
 def make_topk() -> TopKSimilarity:

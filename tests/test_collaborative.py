@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rekko.collaborative import (
+from rekko.pipeline.collaborative import (
     CollaborativeConfig,
     bm25_weight,
     history_weights,

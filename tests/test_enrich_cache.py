@@ -34,7 +34,7 @@ from rekko.enrich.cache import (
 from rekko.enrich.client import ERROR, FOUND, NOT_FOUND, FetchResult
 from rekko.enrich.providers import Candidate
 from rekko.exceptions import DataValidationError, InputFileError, MissingColumnsError
-from rekko.ratings import clean_ratings
+from rekko.pipeline.ratings import clean_ratings
 
 NOW = datetime(2026, 11, 1, 12, tzinfo=timezone.utc)
 LEGACY = pd.DataFrame(

@@ -17,9 +17,9 @@ import pytest
 from rekko.columns import Columns as C
 from rekko.enrich import cli
 from rekko.enrich.cache import load_cache
-from rekko.enrich.emulator import ApiEmulator
+from rekko.testing.emulator import ApiEmulator
 from rekko.exceptions import ConfigError, InputFileError, MissingColumnsError
-from rekko.ratings import normalize_title
+from rekko.pipeline.ratings import normalize_title
 
 KEY = "kp-SECRET-0123456789"
 

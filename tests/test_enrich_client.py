@@ -23,7 +23,7 @@ from rekko.enrich.client import (
     RateLimiter,
     parse_retry_after,
 )
-from rekko.enrich.emulator import GARBAGE, SERVER_ERROR, WRONG_SHAPE, ApiEmulator, Reply, movie
+from rekko.testing.emulator import GARBAGE, SERVER_ERROR, WRONG_SHAPE, ApiEmulator, Reply, movie
 from rekko.enrich.settings import EnrichSettings
 from rekko.exceptions import EnrichmentError
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rekko.enrich.providers import Candidate, Kinopoisk, ResponseShapeError, Tmdb, best_match, title_key
 from rekko.enrich.settings import Secret
-from rekko.ratings import normalize_title
+from rekko.pipeline.ratings import normalize_title
 
 KEY = Secret("s3cret-key")
 

@@ -18,7 +18,7 @@ from rekko.enrich import (
     read_cache_as_ratings,
 )
 from rekko.enrich.cache import CacheBusyError, cache_lock, load_cache
-from rekko.enrich.emulator import GARBAGE, SERVER_ERROR, TOO_MANY, WRONG_SHAPE, ApiEmulator, Reply, movie
+from rekko.testing.emulator import GARBAGE, SERVER_ERROR, TOO_MANY, WRONG_SHAPE, ApiEmulator, Reply, movie
 
 KEY = "kp-SECRET-0123456789"
 CATALOGUE = {

@@ -11,13 +11,13 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rekko.collaborative import CollaborativeConfig
+from rekko.pipeline.collaborative import CollaborativeConfig
 from rekko.columns import Columns as C
 from rekko.evaluation import models as M
 from rekko.evaluation.run import check_recommendations
 from rekko.pipeline import PipelineResult
 from rekko.recommend import BlendWeights
-from rekko.similarity import TopKSimilarity
+from rekko.pipeline.similarity import TopKSimilarity
 
 IDS = np.array(["a", "b", "c", "d"], dtype=object)
 

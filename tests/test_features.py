@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from rekko.exceptions import ConfigError
-from rekko.features import (
+from rekko.pipeline.features import (
     MovieScoreConfig,
     aggregate_sessions,
     attach_movie_index,
@@ -12,7 +12,7 @@ from rekko.features import (
     user_features,
     watch_ratio,
 )
-from rekko.ingest import validate_interactions, validate_movies
+from rekko.pipeline.ingest import validate_interactions, validate_movies
 from tests.conftest import tiny_interactions, tiny_movies
 
 

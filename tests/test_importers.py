@@ -19,7 +19,7 @@ from rekko.importers.movielens import (
     write_import,
 )
 from rekko.io import read_table
-from rekko.ratings import clean_ratings
+from rekko.pipeline.ratings import clean_ratings
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

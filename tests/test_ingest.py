@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from rekko.exceptions import DataValidationError, InputFileError, MissingColumnsError
-from rekko.ingest import (
+from rekko.pipeline.ingest import (
     load_interactions,
     load_movies,
     parse_list_column,

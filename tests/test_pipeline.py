@@ -69,7 +69,7 @@ def test_crash_mid_write_leaves_no_manifest(tiny_dir, monkeypatch):
     paths = paths_in(tiny_dir)
     run_pipeline(paths)
     assert paths.manifest.exists()
-    import rekko.pipeline as pl
+    import rekko.pipeline.run as pl
 
     def boom(*args, **kwargs):
         raise OSError("disk full")

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from rekko.enrich.emulator import ApiEmulator, movie
+from rekko.testing.emulator import ApiEmulator, movie
 from tests.conftest import run_cli
 
 KEY = "sekret-key-123"

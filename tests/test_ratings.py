@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from rekko.exceptions import DataValidationError, MissingColumnsError
-from rekko.ratings import attach_ratings, clean_ratings, normalize_title, parse_rating
+from rekko.pipeline.ratings import attach_ratings, clean_ratings, normalize_title, parse_rating
 
 
 def test_parse_rating_every_legacy_form():

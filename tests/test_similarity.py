@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.preprocessing import normalize
 
-from rekko.ingest import validate_movies
-from rekko.similarity import (
+from rekko.pipeline.ingest import validate_movies
+from rekko.pipeline.similarity import (
     SimilarityConfig,
     content_similarities,
     keep_top_k,

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from rekko.columns import Columns as C
 from rekko.io import read_table
-from rekko.ratings import normalize_title, parse_rating
-from rekko.synth import (
+from rekko.pipeline.ratings import normalize_title, parse_rating
+from rekko.testing.synth import (
     CLUSTER,
     FAV_1,
     FAV_2,
@@ -200,7 +200,7 @@ def test_quality_drives_rating_and_popularity(data: SyntheticData) -> None:
 
 
 def test_descriptions_carry_their_cluster_topic_words(data: SyntheticData) -> None:
-    from rekko.synth_vocab import THEMES
+    from rekko.testing.synth_vocab import THEMES
 
     rows = data.truth_ratings[C.MOVIE].notna().to_numpy() & (data.ratings[C.DESCRIPTION] != "").to_numpy()
     cluster = data.truth_ratings.loc[rows, C.MOVIE].map(data.truth_movies.set_index(C.MOVIE)[CLUSTER])

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from rekko.artifacts import topk_from_bytes, topk_to_bytes
-from rekko.collaborative import CollaborativeConfig, item_item_similarity
-from rekko.similarity import SimilarityConfig, TopKSimilarity, content_similarities
-from rekko.synth import generate
+from rekko.pipeline.collaborative import CollaborativeConfig, item_item_similarity
+from rekko.pipeline.similarity import SimilarityConfig, TopKSimilarity, content_similarities
+from rekko.testing.synth import generate
 
 K = 7
 
@@ -22,8 +22,8 @@ K = 7
 @pytest.fixture(scope="module")
 def catalogue():
     from rekko.pipeline import compute
-    from rekko.ingest import validate_interactions, validate_movies
-    from rekko.ratings import clean_ratings
+    from rekko.pipeline.ingest import validate_interactions, validate_movies
+    from rekko.pipeline.ratings import clean_ratings
 
     data = generate(80, 40, 600, seed=5)
     result = compute(validate_interactions(data.interactions), validate_movies(data.movies),

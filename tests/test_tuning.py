@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from rekko.artifacts import Manifest, read_manifest, write_manifest
-from rekko.collaborative import CollaborativeConfig
+from rekko.pipeline.collaborative import CollaborativeConfig
 from rekko.columns import Columns as C
 from rekko.evaluation import models as M
 from rekko.evaluation.run import load_inputs
 from rekko.evaluation.splitters import per_user_last_n_split
 from rekko.recommend import BlendWeights, Recommender
-from rekko.tuning import TuneConfig, blend_scores, kind_scores, tune, update_manifest
+from rekko.evaluation.tuning import TuneConfig, blend_scores, kind_scores, tune, update_manifest
 from tests.test_evaluation_run import tiny_inputs
 
 
@@ -66,7 +66,7 @@ def test_update_manifest_stores_the_parameters_recommend_reads(tmp_path: Path) -
     path = tmp_path / "manifest.json"
     write_manifest(Manifest(parameters={"blend": {"md": 0.5, "desc": 0.3, "cf": 0.0, "movie": 0.2}}), path)
     params = M.RekkoParams(blend=BlendWeights(md=0.1, desc=0.0, cf=0.8, movie=0.1, recency_half_life=5.0))
-    from rekko.tuning import TuneResult
+    from rekko.evaluation.tuning import TuneResult
 
     note = update_manifest(path, TuneResult(params=params, validation_ndcg=0.2, validation_metrics={}, start_ndcg=0.1))
     assert "no co-watching similarity" in note

@@ -3,7 +3,7 @@
 Entry points for the pipeline and the CLI::
 
     summary = enrich_titles(movies[["title"]], default_cache_path(ratings_path), EnrichSettings.from_env())
-    ratings = read_cache_as_ratings(default_cache_path(ratings_path))  # -> rekko.ratings.clean_ratings
+    ratings = read_cache_as_ratings(default_cache_path(ratings_path))  # -> rekko.pipeline.ratings.clean_ratings
 """
 
 from rekko.enrich.cache import CacheBusyError, default_cache_path, migrate_legacy_file, read_cache_as_ratings

@@ -26,7 +26,7 @@ from rekko.columns import Columns as C
 from rekko.enrich.client import ERROR, FOUND, NOT_FOUND, FetchResult
 from rekko.exceptions import DataValidationError, EnrichmentError, MissingColumnsError
 from rekko.io import atomic_path, read_table
-from rekko.ratings import normalize_title, parse_rating
+from rekko.pipeline.ratings import normalize_title, parse_rating
 
 log = logging.getLogger(__name__)
 
@@ -353,7 +353,7 @@ def merge_records(cache: pd.DataFrame, records: Iterable[Mapping[str, Any]]) -> 
 
 
 def read_cache_as_ratings(cache_path: Path) -> pd.DataFrame:
-    """The found rows in the shape :func:`rekko.ratings.clean_ratings` takes.
+    """The found rows in the shape :func:`rekko.pipeline.ratings.clean_ratings` takes.
 
     Columns: title, rating (float, NaN unknown), description, release_year (nullable).
     """

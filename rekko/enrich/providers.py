@@ -165,7 +165,7 @@ _SPACES = re.compile(r"\s+")
 
 
 def title_key(title: str) -> str:
-    """:func:`rekko.ratings.normalize_title` for one string.
+    """:func:`rekko.pipeline.ratings.normalize_title` for one string.
 
     Matching runs once per API answer on the worker threads; a pandas call per
     answer would cost about a millisecond of GIL each. Tests check both agree.

@@ -112,7 +112,7 @@ def _config(args: argparse.Namespace, models: tuple[str, ...] = tuple(MODELS)) -
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from rekko.evaluation.models import RekkoParams
+    from rekko.config import RekkoParams
     from rekko.evaluation.report import write_html, write_json
     from rekko.evaluation.run import run_evaluation
 
@@ -130,7 +130,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_tune(args: argparse.Namespace) -> int:
     from rekko.io import atomic_open
-    from rekko.tuning import TuneConfig, tune, update_manifest
+    from rekko.evaluation.tuning import TuneConfig, tune, update_manifest
 
     config = _config(args)
     interactions, movies, ratings = load_inputs(args.interactions, args.movies, args.ratings)

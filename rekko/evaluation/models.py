@@ -24,56 +24,19 @@ are never recommended.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from rekko.collaborative import CollaborativeConfig, item_item_similarity
+from rekko.config import SEED_BLEND, BlendWeights, CollaborativeConfig, PipelineConfig, RekkoParams
+from rekko.pipeline.collaborative import item_item_similarity
 from rekko.columns import Columns as C
-from rekko.pipeline import PipelineConfig, PipelineResult, compute
-from rekko.recommend import Artifacts, BlendWeights, Recommender
+from rekko.pipeline import PipelineResult, compute
+from rekko.recommend import Artifacts, Recommender
 
 MOVIE_IDX = "movie_idx"
-
-
-_CF_KEYS = ("k", "weighting", "bm25_k1", "bm25_b")
-#: The seed's weights: metadata 0.5, description 0.3, movie score 0.2, no co-watching, no recency.
-SEED_BLEND = BlendWeights(md=0.5, desc=0.3, cf=0.0, movie=0.2, recency_half_life=None)
-
-
-@dataclass(frozen=True)
-class RekkoParams:
-    """Everything that decides rekko's ranking: the blend (weights + recency half-life) and the CF artifact's config.
-
-    The defaults are the pipeline's own (:class:`~rekko.pipeline.PipelineConfig`),
-    so ``rekko evaluate`` without ``--params`` measures what ``rekko pipeline`` ships.
-    """
-
-    blend: BlendWeights = PipelineConfig().blend
-    collaborative: CollaborativeConfig = PipelineConfig().collaborative
-
-    @property
-    def recency_half_life(self) -> float | None:
-        return self.blend.recency_half_life
-
-    def with_half_life(self, half_life: float | None) -> RekkoParams:
-        return replace(self, blend=replace(self.blend, recency_half_life=half_life))
-
-    def to_dict(self) -> dict[str, object]:
-        """The manifest's ``parameters`` layout: ``blend`` and ``collaborative``."""
-        cf = {key: getattr(self.collaborative, key) for key in _CF_KEYS}
-        return {"blend": asdict(self.blend), "collaborative": cf}
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, object] | None) -> RekkoParams:
-        """Read the layout :meth:`to_dict` (and the manifest) writes; missing parts keep their defaults."""
-        raw = raw or {}
-        default = cls()
-        blend = BlendWeights.from_dict(raw["blend"]) if raw.get("blend") else default.blend  # type: ignore[arg-type]
-        cf_raw = {k: v for k, v in dict(raw.get("collaborative") or {}).items() if k in _CF_KEYS}  # type: ignore[arg-type]
-        return cls(blend=blend, collaborative=replace(default.collaborative, **cf_raw))
 
 
 @dataclass

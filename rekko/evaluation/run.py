@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rekko import __version__, ingest
+from rekko import __version__
+from rekko.pipeline import ingest
 from rekko.columns import Columns as C
 from rekko.evaluation import metrics
 from rekko.evaluation import models as M

@@ -42,7 +42,8 @@ from rekko.artifacts import Manifest
 from rekko.exceptions import ArtifactError
 from rekko.io import atomic_open
 from rekko.paths import ArtifactPaths
-from rekko.recommend import SIM_KINDS, Artifacts, BlendWeights, Recommender
+from rekko.config import BlendWeights
+from rekko.recommend import SIM_KINDS, Artifacts, Recommender
 from rekko.serve.catalog import json_value
 from rekko.serve.state import ArtifactState, Poller, Snapshot, _now, file_fingerprint, load_snapshot
 

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from rekko import ingest
+from rekko.pipeline import ingest
 from rekko.artifacts import Manifest, describe_file, write_manifest, write_topk
-from rekko.collaborative import CollaborativeConfig, item_item_similarity, recency_rank
+from rekko.config import PipelineConfig, RekkoParams, SimilarityConfig
+from rekko.pipeline.collaborative import item_item_similarity, recency_rank
 from rekko.columns import LIST_COLUMNS, Columns as C
-from rekko.features import (
-    MovieScoreConfig,
+from rekko.pipeline.features import (
     aggregate_sessions,
     attach_movie_index,
     effective_duration,
@@ -31,9 +31,9 @@ from rekko.features import (
 )
 from rekko.io import sha256_file, write_table
 from rekko.paths import PipelinePaths
-from rekko.ratings import attach_ratings
-from rekko.recommend import BlendWeights
-from rekko.similarity import SimilarityConfig, TopKSimilarity, content_similarities
+from rekko.pipeline.ratings import attach_ratings
+from rekko.artifacts import TopKSimilarity
+from rekko.pipeline.similarity import content_similarities
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +41,6 @@ log = logging.getLogger(__name__)
 USER_ROW_GROUP = 32_768
 
 
-@dataclass(frozen=True)
-class PipelineConfig:
-    similarity: SimilarityConfig = SimilarityConfig()
-    movie_score: MovieScoreConfig = MovieScoreConfig()
-    collaborative: CollaborativeConfig = CollaborativeConfig()
-    blend: BlendWeights = BlendWeights()
-    #: the summary `rekko tune` wrote, carried into every later manifest with its parameters
-    tuned: dict[str, Any] | None = None
 
 
 @dataclass
@@ -145,13 +137,7 @@ def _movies_for_parquet(movies: pd.DataFrame) -> pd.DataFrame:
 
 def manifest_parameters(config: PipelineConfig) -> dict[str, Any]:
     """The ``parameters`` block a pipeline run with ``config`` writes into its manifest."""
-    return {
-        "similarity": asdict(config.similarity),
-        "movie_score": asdict(config.movie_score),
-        "collaborative": asdict(config.collaborative),
-        "blend": asdict(config.blend),
-        **({"tuned": config.tuned} if config.tuned else {}),
-    }
+    return config.to_manifest()
 
 
 def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineConfig,
@@ -219,23 +205,20 @@ def tuned_config(manifest_path: Path, base: PipelineConfig) -> PipelineConfig | 
     manifest whose parameters carry a ``tuned`` summary keeps its blend and
     collaborative settings across pipeline runs.
     """
-    from dataclasses import fields as dc_fields, replace
-
     from rekko.artifacts import read_manifest
-    from rekko.exceptions import ArtifactError
+    from rekko.exceptions import ArtifactError, ConfigError
 
     try:
-        params = read_manifest(manifest_path).parameters or {}
-    except ArtifactError:
+        stored = PipelineConfig.from_manifest(read_manifest(manifest_path).parameters)
+        if not stored.tuned:
+            return None
+        tuned = RekkoParams.from_dict(stored.tuned.get("parameters") or {}, where="parameters.tuned.parameters")
+    except (ArtifactError, ConfigError):
         return None
-    if not params.get("tuned"):
-        return None
-    known = {f.name for f in dc_fields(CollaborativeConfig)} - {"n_threads"}
-    cf = {k: v for k, v in (params.get("collaborative") or {}).items() if k in known}
-    tuned_cf = ((params["tuned"].get("parameters") or {}).get("collaborative") or {})
-    cf.update({k: v for k, v in tuned_cf.items() if k in known})
-    return replace(base, blend=BlendWeights.from_dict(params.get("blend")),
-                   collaborative=replace(base.collaborative, **cf), tuned=params["tuned"])
+    collaborative = tuned.collaborative if (stored.tuned.get("parameters") or {}).get("collaborative") \
+        else stored.collaborative
+    return replace(base, blend=stored.blend, collaborative=replace(collaborative, n_threads=base.collaborative.n_threads),
+                   tuned=stored.tuned)
 
 
 def run_with_enrichment(paths: PipelinePaths = PipelinePaths(), *, top_k: int = 100,

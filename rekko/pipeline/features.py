@@ -8,42 +8,22 @@ are summed first, so a film watched in two halves counts once, fully.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from rekko.columns import Columns as C
-from rekko.exceptions import ConfigError
+from rekko.config import MovieScoreConfig
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class MovieScoreConfig:
-    """Weights of the per-movie score: external rating, mean watch ratio, popularity.
-
-    ``prior_strength`` shrinks a movie's mean watch ratio toward the global mean
-    (a Bayesian average), so one full view of an obscure film is not a 1.0.
-    """
-
-    w_rating: float = 0.4
-    w_watch_ratio: float = 0.3
-    w_popularity: float = 0.3
-    prior_strength: float = 5.0
-
-    def __post_init__(self) -> None:
-        weights = (self.w_rating, self.w_watch_ratio, self.w_popularity)
-        if any(w < 0 for w in weights) or sum(weights) <= 0:
-            raise ConfigError(f"movie score weights must be >= 0 with a positive sum, got {weights}")
-        if self.prior_strength < 0:
-            raise ConfigError(f"prior_strength must be >= 0, got {self.prior_strength}")
 
 
 def attach_movie_index(interactions: pd.DataFrame, movie_ids: pd.Index) -> tuple[pd.DataFrame, int]:
     """Add a dense ``movie_idx``; drop (and count) interactions whose movie is unknown.
 
-    A categorical ``movie_id`` (as :func:`rekko.ingest.validate_interactions`
+    A categorical ``movie_id`` (as :func:`rekko.pipeline.ingest.validate_interactions`
     makes it) is mapped through its few categories instead of every row.
     """
     ids = interactions[C.MOVIE]

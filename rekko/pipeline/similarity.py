@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from rekko.artifacts import TopKSimilarity
 from rekko.columns import Columns as C
-from rekko.exceptions import ConfigError
+from rekko.config import SimilarityConfig
 
 log = logging.getLogger(__name__)
 
@@ -25,47 +25,8 @@ log = logging.getLogger(__name__)
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 
 
-@dataclass(frozen=True)
-class SimilarityConfig:
-    """How the two content similarity matrices are built.
-
-    ``*_max_df`` drops terms found in more than that share of movies: they say
-    little (``Фильм`` on three movies of four, stop words in descriptions) yet
-    dominate the cost of the product, which grows with the sum of squared
-    document frequencies.
-    """
-
-    k: int = 100
-    md_max_df: float = 0.5
-    desc_max_df: float = 0.1
-    desc_min_df: int = 2
-    max_features: int | None = 200_000
-    n_threads: int | None = None  # None: all cores
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.k, int) or self.k < 1:
-            raise ConfigError(f"k must be a positive integer, got {self.k!r}")
-        for name in ("md_max_df", "desc_max_df"):
-            value = getattr(self, name)
-            if not 0 < value <= 1:
-                raise ConfigError(f"{name} must be in (0, 1], got {value}")
 
 
-@dataclass(frozen=True)
-class TopKSimilarity:
-    """Row i holds the k most similar movies to ``movie_ids[i]`` (self excluded)."""
-
-    movie_ids: np.ndarray
-    matrix: sp.csr_matrix
-
-    def __post_init__(self) -> None:
-        n = len(self.movie_ids)
-        if self.matrix.shape != (n, n):
-            raise ValueError(f"similarity matrix shape {self.matrix.shape} does not match {n} movie ids")
-
-    @property
-    def k(self) -> int:
-        return int(np.diff(self.matrix.indptr).max(initial=0))
 
 
 def _as_tokens(values: pd.Series) -> pd.Series:

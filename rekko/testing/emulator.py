@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     """Serve the emulator until killed; prints its URL first (for benchmarks and manual trials)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m rekko.enrich.emulator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m rekko.testing.emulator", description=__doc__.splitlines()[0])
     parser.add_argument("--provider", choices=sorted(PATHS), default="kinopoisk")
     parser.add_argument("--key", default="test-key", help="the API key the emulator accepts")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before every answer")

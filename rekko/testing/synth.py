@@ -30,7 +30,7 @@ import pandas as pd
 from rekko.columns import Columns as C
 from rekko.io import write_table
 from rekko.paths import PipelinePaths
-from rekko.synth_vocab import (
+from rekko.testing.synth_vocab import (
     ADJECTIVES,
     AGE_RATINGS,
     ALL_GENRES,

@@ -36,14 +36,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from rekko.collaborative import CollaborativeConfig
+from rekko.config import BlendWeights, CollaborativeConfig, RekkoParams
 from rekko.columns import Columns as C
 from rekko.evaluation import metrics
-from rekko.evaluation.models import Fitted, RekkoParams, fit
+from rekko.evaluation.models import Fitted, fit
 from rekko.evaluation.models import rekko as rekko_model
 from rekko.evaluation.splitters import Split
 from rekko.exceptions import ConfigError
-from rekko.recommend import BlendWeights
 
 log = logging.getLogger(__name__)
 

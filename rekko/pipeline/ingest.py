@@ -7,7 +7,7 @@ column and an example row, before anything is written. Canonical forms:
   float64 >= 0, ``last_watch_dt`` datetime64 (NaT when the file has no date);
 * movies: one row per ``movie_id`` (str), list-valued columns as tuples of str,
   ``duration`` float64 minutes (NaN = unknown);
-* ratings: see :func:`rekko.ratings.clean_ratings`.
+* ratings: see :func:`rekko.pipeline.ratings.clean_ratings`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pandas as pd
 from rekko.columns import INTERACTIONS_REQUIRED, LIST_COLUMNS, MOVIES_REQUIRED, Columns as C
 from rekko.exceptions import DataValidationError, MissingColumnsError
 from rekko.io import read_table
-from rekko.ratings import clean_ratings
+from rekko.pipeline.ratings import clean_ratings
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Word lists behind :mod:`rekko.synth`: taste themes, Russian words and names.
+"""Word lists behind :mod:`rekko.testing.synth`: taste themes, Russian words and names.
 
 Kept apart from the generator so the generator reads as an algorithm. Every
 list is a tuple (immutable, hashable order): the generator indexes into them

@@ -17,7 +17,7 @@ most to a recommendation.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ import scipy.sparse as sp
 
 from rekko.artifacts import Manifest, read_manifest, read_topk, verify_file
 from rekko.columns import Columns as C
+from rekko.config import BlendWeights
 from rekko.exceptions import ArtifactError, ConfigError
 from rekko.paths import ArtifactPaths
 
@@ -35,39 +36,6 @@ SIM_KINDS = ("md", "desc", "cf")
 _SIM_COLUMN = {"md": C.SIM_MD, "desc": C.SIM_DESC, "cf": C.SIM_CF}
 
 
-@dataclass(frozen=True)
-class BlendWeights:
-    """Weights of the score's parts (non-negative, positive sum) and the history's recency half-life.
-
-    ``recency_half_life`` (in watches, None = no decay) multiplies each watched
-    movie's watch ratio by ``0.5 ** (recency_rank / half_life)``: what a user
-    watched last says most about what they watch next.
-    """
-
-    # `rekko tune` on a validation split carved from MovieLens-small's train part (docs/quality.md);
-    # the test part was never looked at. A tuned manifest overrides these.
-    md: float = 0.28
-    desc: float = 0.11
-    cf: float = 0.56
-    movie: float = 0.06
-    recency_half_life: float | None = 3.0
-
-    WEIGHT_FIELDS = ("md", "desc", "cf", "movie")
-
-    def __post_init__(self) -> None:
-        values = [getattr(self, name) for name in self.WEIGHT_FIELDS]
-        if any((not np.isfinite(v)) or v < 0 for v in values) or sum(values) <= 0:
-            raise ConfigError(f"blend weights must be finite, >= 0 and not all zero, got {asdict(self)}")
-        h = self.recency_half_life
-        if h is not None and not (np.isfinite(h) and h > 0):
-            raise ConfigError(f"recency_half_life must be a positive number of watches or None, got {h!r}")
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, float | None] | None) -> BlendWeights:
-        if not raw:
-            return cls()
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: (None if v is None else float(v)) for k, v in raw.items() if k in known})
 
 
 def validate_n(n: object) -> int:
@@ -136,7 +104,7 @@ class Artifacts:
             recency_half_life = BlendWeights.from_dict((manifest.parameters or {}).get("blend")).recency_half_life
         ratios = interactions[C.WATCH_RATIO].to_numpy(dtype=np.float64)
         if recency_half_life is not None and C.RECENCY_RANK in interactions.columns:
-            from rekko.collaborative import history_weights
+            from rekko.pipeline.collaborative import history_weights
 
             ratios = history_weights(ratios, interactions[C.RECENCY_RANK].to_numpy(), recency_half_life)
         ratios = ratios.astype(np.float32)

@@ -25,7 +25,6 @@ out).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -33,29 +32,12 @@ import scipy.sparse as sp
 
 from rekko.columns import Columns as C
 from rekko.exceptions import ConfigError
-from rekko.similarity import TopKSimilarity, top_k_cosine
-
-WEIGHTINGS = ("bm25", "cosine")
+from rekko.artifacts import TopKSimilarity
+from rekko.config import WEIGHTINGS, CollaborativeConfig  # noqa: F401 - re-exported
+from rekko.pipeline.similarity import top_k_cosine
 MOVIE_IDX = "movie_idx"
 
 
-@dataclass(frozen=True)
-class CollaborativeConfig:
-    """How the co-watching similarity is built."""
-
-    k: int = 100
-    weighting: str = "bm25"
-    bm25_k1: float = 1.2
-    bm25_b: float = 0.75
-    n_threads: int | None = None  # None: all cores
-
-    def __post_init__(self) -> None:
-        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
-            raise ConfigError(f"collaborative k must be a positive integer, got {self.k!r}")
-        if self.weighting not in WEIGHTINGS:
-            raise ConfigError(f"collaborative weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
-        if not self.bm25_k1 > 0 or not 0 <= self.bm25_b <= 1:
-            raise ConfigError(f"BM25 needs K1 > 0 and 0 <= B <= 1, got K1={self.bm25_k1}, B={self.bm25_b}")
 
 
 def watch_matrix(interactions_upd: pd.DataFrame, n_movies: int) -> sp.csr_matrix:

@@ -1,0 +1,298 @@
+"""Every setting that decides what rekko builds and how it ranks, in one place.
+
+Each config is a frozen dataclass validated on construction with the same
+rules (:func:`_check_number`, :func:`_check_int`): NaN, infinite or negative
+weights, a non-integer ``k`` (a numpy integer is an integer, a bool is not)
+are refused with the field named. :meth:`ConfigBase.from_dict` refuses
+unknown keys, naming them, so a typo in a manifest or a ``--params`` file is
+an error rather than a silently ignored setting.
+
+:class:`PipelineConfig` writes and reads the manifest's ``parameters`` block
+(:meth:`PipelineConfig.to_manifest` / :meth:`PipelineConfig.from_manifest`);
+nothing else lays that block out by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from rekko.exceptions import ConfigError
+
+T = TypeVar("T", bound="ConfigBase")
+
+
+def _check_number(owner: str, name: str, value: object, *, minimum: float | None = 0.0,
+                  maximum: float | None = None, strict: bool = False) -> float:
+    """A finite real number within bounds (bools and strings are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ConfigError(f"{owner}.{name} must be a number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ConfigError(f"{owner}.{name} must be finite, got {value!r}")
+    if minimum is not None and (v < minimum or (strict and v == minimum)):
+        raise ConfigError(f"{owner}.{name} must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
+    if maximum is not None and v > maximum:
+        raise ConfigError(f"{owner}.{name} must be <= {maximum:g}, got {value!r}")
+    return v
+
+
+def _check_int(owner: str, name: str, value: object, *, minimum: int = 1) -> int:
+    """An integer >= ``minimum``; a numpy integer counts, a bool or float does not."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"{owner}.{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"{owner}.{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class ConfigBase:
+    """Shared dictionary round trip for the frozen config dataclasses below."""
+
+    #: fields that describe the machine (threads), not the result: not written to manifests
+    RUNTIME_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def _set(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k not in self.RUNTIME_FIELDS}  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[T], raw: object, *, where: str | None = None) -> T:
+        """Build from a mapping; unknown keys are refused by name. ``None`` or ``{}`` gives the defaults."""
+        where = where or cls.__name__
+        if raw is None:
+            return cls()
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where} must be a mapping, got {type(raw).__name__}")
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**raw)
+
+    def replace(self: T, **changes: Any) -> T:
+        return replace(self, **changes)  # type: ignore[type-var]
+
+
+# --------------------------------------------------------------------------- pipeline stages
+
+
+@dataclass(frozen=True)
+class SimilarityConfig(ConfigBase):
+    """How the two content similarity matrices are built.
+
+    ``*_max_df`` drops terms found in more than that share of movies: they say
+    little (``Фильм`` on three movies of four, stop words in descriptions) yet
+    dominate the cost of the product, which grows with the sum of squared
+    document frequencies.
+    """
+
+    k: int = 100
+    md_max_df: float = 0.5
+    desc_max_df: float = 0.1
+    desc_min_df: int = 2
+    max_features: int | None = 200_000
+    n_threads: int | None = None  # None: all cores
+
+    RUNTIME_FIELDS: ClassVar[tuple[str, ...]] = ()  # n_threads stays: old manifests carry it
+
+    def __post_init__(self) -> None:
+        o = "similarity"
+        self._set("k", _check_int(o, "k", self.k))
+        for name in ("md_max_df", "desc_max_df"):
+            self._set(name, _check_number(o, name, getattr(self, name), strict=True, maximum=1.0))
+        self._set("desc_min_df", _check_int(o, "desc_min_df", self.desc_min_df))
+        if self.max_features is not None:
+            self._set("max_features", _check_int(o, "max_features", self.max_features))
+        if self.n_threads is not None:
+            self._set("n_threads", _check_int(o, "n_threads", self.n_threads))
+
+
+@dataclass(frozen=True)
+class MovieScoreConfig(ConfigBase):
+    """Weights of the per-movie score: external rating, mean watch ratio, popularity.
+
+    ``prior_strength`` shrinks a movie's mean watch ratio toward the global mean
+    (a Bayesian average), so one full view of an obscure film is not a 1.0.
+    """
+
+    w_rating: float = 0.4
+    w_watch_ratio: float = 0.3
+    w_popularity: float = 0.3
+    prior_strength: float = 5.0
+
+    def __post_init__(self) -> None:
+        o = "movie_score"
+        for name in ("w_rating", "w_watch_ratio", "w_popularity", "prior_strength"):
+            self._set(name, _check_number(o, name, getattr(self, name)))
+        if self.w_rating + self.w_watch_ratio + self.w_popularity <= 0:
+            raise ConfigError(f"movie score weights must have a positive sum, got {self.to_dict()}")
+
+
+WEIGHTINGS = ("bm25", "cosine")
+
+
+@dataclass(frozen=True)
+class CollaborativeConfig(ConfigBase):
+    """How the co-watching similarity is built."""
+
+    k: int = 100
+    weighting: str = "bm25"
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+    n_threads: int | None = None  # None: all cores
+
+    RUNTIME_FIELDS: ClassVar[tuple[str, ...]] = ("n_threads",)
+
+    def __post_init__(self) -> None:
+        o = "collaborative"
+        self._set("k", _check_int(o, "k", self.k))
+        if self.weighting not in WEIGHTINGS:
+            raise ConfigError(f"{o}.weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        self._set("bm25_k1", _check_number(o, "bm25_k1", self.bm25_k1, strict=True))
+        self._set("bm25_b", _check_number(o, "bm25_b", self.bm25_b, maximum=1.0))
+        if self.n_threads is not None:
+            self._set("n_threads", _check_int(o, "n_threads", self.n_threads))
+
+    @classmethod
+    def from_dict(cls, raw: object, *, where: str | None = None) -> CollaborativeConfig:
+        return super().from_dict(raw, where=where or "collaborative")
+
+
+# --------------------------------------------------------------------------- ranking
+
+
+@dataclass(frozen=True)
+class BlendWeights(ConfigBase):
+    """Weights of the score's parts (non-negative, positive sum) and the history's recency half-life.
+
+    ``recency_half_life`` (in watches, None = no decay) multiplies each watched
+    movie's watch ratio by ``0.5 ** (recency_rank / half_life)`` when the
+    ranking kernel builds a user's history: what a user watched last says most
+    about what they watch next.
+    """
+
+    # `rekko tune` on a validation split carved from MovieLens-small's train part (docs/quality.md);
+    # the test part was never looked at. A tuned manifest overrides these.
+    md: float = 0.28
+    desc: float = 0.11
+    cf: float = 0.56
+    movie: float = 0.06
+    recency_half_life: float | None = 3.0
+
+    WEIGHT_FIELDS: ClassVar[tuple[str, ...]] = ("md", "desc", "cf", "movie")
+
+    def __post_init__(self) -> None:
+        for name in self.WEIGHT_FIELDS:
+            self._set(name, _check_number("blend", name, getattr(self, name)))
+        if sum(getattr(self, name) for name in self.WEIGHT_FIELDS) <= 0:
+            raise ConfigError(f"blend weights must not all be zero, got {self.to_dict()}")
+        if self.recency_half_life is not None:
+            self._set("recency_half_life",
+                      _check_number("blend", "recency_half_life", self.recency_half_life, strict=True))
+
+    @classmethod
+    def from_dict(cls, raw: object, *, where: str | None = None) -> BlendWeights:
+        return super().from_dict(raw, where=where or "blend")
+
+    def with_half_life(self, half_life: float | None) -> BlendWeights:
+        return replace(self, recency_half_life=half_life)
+
+
+#: The seed's weights: metadata 0.5, description 0.3, movie score 0.2, no co-watching, no recency.
+SEED_BLEND = BlendWeights(md=0.5, desc=0.3, cf=0.0, movie=0.2, recency_half_life=None)
+
+
+@dataclass(frozen=True)
+class RekkoParams(ConfigBase):
+    """What decides rekko's ranking beyond the content similarities: the blend and the co-watching config.
+
+    This is what ``rekko tune`` searches and what ``--params`` files hold.
+    """
+
+    blend: BlendWeights = field(default_factory=BlendWeights)
+    collaborative: CollaborativeConfig = field(default_factory=CollaborativeConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.blend, BlendWeights) or not isinstance(self.collaborative, CollaborativeConfig):
+            raise ConfigError("RekkoParams needs a BlendWeights and a CollaborativeConfig")
+
+    @property
+    def recency_half_life(self) -> float | None:
+        return self.blend.recency_half_life
+
+    def with_half_life(self, half_life: float | None) -> RekkoParams:
+        return replace(self, blend=self.blend.with_half_life(half_life))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"blend": self.blend.to_dict(), "collaborative": self.collaborative.to_dict()}
+
+    @classmethod
+    def from_dict(cls, raw: object, *, where: str | None = None) -> RekkoParams:
+        """Read the layout :meth:`to_dict` writes; missing parts keep their defaults, unknown keys are refused."""
+        where = where or "parameters"
+        if raw is None:
+            return cls()
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where} must be a mapping, got {type(raw).__name__}")
+        unknown = sorted(set(raw) - {"blend", "collaborative"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of ['blend', 'collaborative']")
+        return cls(
+            blend=BlendWeights.from_dict(raw.get("blend"), where=f"{where}.blend"),
+            collaborative=CollaborativeConfig.from_dict(raw.get("collaborative"), where=f"{where}.collaborative"),
+        )
+
+
+@dataclass(frozen=True)
+class PipelineConfig(ConfigBase):
+    """Everything a pipeline run is configured with; its manifest's ``parameters`` block."""
+
+    similarity: SimilarityConfig = field(default_factory=SimilarityConfig)
+    movie_score: MovieScoreConfig = field(default_factory=MovieScoreConfig)
+    collaborative: CollaborativeConfig = field(default_factory=CollaborativeConfig)
+    blend: BlendWeights = field(default_factory=BlendWeights)
+    #: the summary `rekko tune` wrote, carried into every later manifest with its parameters
+    tuned: dict[str, Any] | None = None
+
+    SECTIONS: ClassVar[dict[str, type[ConfigBase]]] = {
+        "similarity": SimilarityConfig,
+        "movie_score": MovieScoreConfig,
+        "collaborative": CollaborativeConfig,
+        "blend": BlendWeights,
+    }
+
+    @property
+    def params(self) -> RekkoParams:
+        return RekkoParams(blend=self.blend, collaborative=self.collaborative)
+
+    def with_params(self, params: RekkoParams) -> PipelineConfig:
+        return replace(self, blend=params.blend, collaborative=params.collaborative)
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The ``parameters`` block a pipeline run with this config writes into its manifest."""
+        out: dict[str, Any] = {name: getattr(self, name).to_dict() for name in self.SECTIONS}
+        if self.tuned:
+            out["tuned"] = self.tuned
+        return out
+
+    @classmethod
+    def from_manifest(cls, raw: object, *, where: str = "parameters") -> PipelineConfig:
+        """Read a manifest's ``parameters`` block (missing sections keep their defaults)."""
+        if raw is None:
+            return cls()
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where} must be a mapping, got {type(raw).__name__}")
+        unknown = sorted(set(raw) - set(cls.SECTIONS) - {"tuned"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(cls.SECTIONS)} or 'tuned'")
+        sections = {name: kind.from_dict(raw.get(name), where=f"{where}.{name}") for name, kind in cls.SECTIONS.items()}
+        tuned = raw.get("tuned")
+        if tuned is not None and not isinstance(tuned, dict):
+            raise ConfigError(f"{where}.tuned must be a mapping, got {type(tuned).__name__}")
+        return cls(**sections, tuned=tuned)  # type: ignore[arg-type]
