@@ -14,12 +14,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import pandas as pd
 
 from rekko import __version__
 from rekko.columns import Columns as C
 from rekko.exceptions import ConfigError, RekkoError
-from rekko.io import atomic_open, write_table
 from rekko.paths import ArtifactPaths, PipelinePaths
 
 log = logging.getLogger("rekko")
@@ -109,37 +107,17 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
 
 # -- recommend --------------------------------------------------------------------
-def format_recommendations(items: pd.DataFrame, fmt: str) -> str:
-    if fmt == "csv":
-        return items.to_csv(index=False)
-    if fmt == "json":
-        return items.to_json(orient="records", force_ascii=False, indent=2) + "\n"
-    shown = items.copy()
-    for col in shown.columns:
-        if pd.api.types.is_float_dtype(shown[col]):
-            shown[col] = shown[col].map(lambda v: f"{v:.4f}")
-    shown = shown.drop(columns=[C.BASED_ON], errors="ignore").fillna("—")
-    return shown.to_string(index=False) + "\n"
-
-
-def write_pred_csv(items: pd.DataFrame, pred_dir: Path, user_id: int) -> Path:
-    path = pred_dir / f"pred({user_id}).csv"
-    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
-        items.to_csv(fh, index=False)
-    return path
-
-
 def cmd_recommend(args: argparse.Namespace) -> int:
     from rekko.recommend import Recommender, load_artifacts
+    from rekko.recommend.present import format_recommendations, write_batch, write_pred_csv
 
     if args.all_users:
         if not args.output:
             raise ConfigError("--all-users needs --output FILE (.parquet or .csv)")
         t0 = time.perf_counter()
         recommender = Recommender(load_artifacts(artifact_paths(args)))
-        recs = recommender.recommend_all(args.n)
-        write_table(recs, args.output)
-        print(f"wrote {len(recs)} recommendations for {recs[C.USER].nunique()} users to {args.output} "
+        rows, users = write_batch(recommender.iter_recommend_all(args.n), args.output)
+        print(f"wrote {rows} recommendations for {users} users to {args.output} "
               f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         return 0
     if args.user_id is None:

@@ -56,7 +56,7 @@ def describe_history(paths: PipelinePaths, artifacts, user_id: int, shown: int =
 
 
 def run_demo(user_id: int | None = None, n: int = 10, fmt: str = "table") -> int:
-    from rekko.cli import format_recommendations
+    from rekko.recommend.present import format_recommendations
     from rekko.pipeline import run_with_enrichment
     from rekko.recommend import Recommender, load_artifacts
 

@@ -83,9 +83,12 @@ def test_inconsistent_csr_is_refused():
 
 def test_manifest_round_trip_and_schema_check(tmp_path):
     path = tmp_path / "manifest.json"
-    write_manifest(Manifest(parameters={"k": 3}), path)
-    assert read_manifest(path).parameters == {"k": 3}
+    write_manifest(Manifest(parameters={"similarity": {"k": 3}}), path)
+    assert read_manifest(path).parameters == {"similarity": {"k": 3}}
     raw = json.loads(path.read_text())
+    path.write_text(json.dumps({**raw, "parameters": {"k": 3}}))
+    with pytest.raises(ArtifactError, match=r"unknown key\(s\) \['k'\]"):
+        read_manifest(path)
     raw["schema_version"] = 99
     path.write_text(json.dumps(raw))
     with pytest.raises(ArtifactError, match="schema version 99"):

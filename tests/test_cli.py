@@ -102,7 +102,7 @@ def test_recommend_against_mismatched_run_exit_2(built, tmp_path):
     assert run_cli(["pipeline"], other).returncode == 0
     shutil.copy(other / "matrix/cos_sim_desc.pkl", built / "matrix/cos_sim_desc.pkl")
     proc = run_cli(["recommend", "-u", "1"], built)
-    assert proc.returncode == 2 and "sha256" in proc.stderr
+    assert proc.returncode == 2 and "cos_sim_desc.pkl" in proc.stderr and "does not match the manifest" in proc.stderr
 
 
 def _write(df: pd.DataFrame, path):

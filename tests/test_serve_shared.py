@@ -51,8 +51,10 @@ def test_a_mapped_bundle_answers_exactly_like_the_loaded_artifacts(direct, mappe
 
 def test_bundle_arrays_are_read_only_maps_not_copies(mapped):
     rec = mapped.recommender
-    matrices = [rec.combined_, rec.artifacts.history, *rec.artifacts.sims.values()]
-    arrays = [rec.movie_part_, rec.cold_order_, rec.artifacts.movie_ids, rec.artifacts.user_ids, mapped.catalog.blob]
+    matrices = [rec.scorer_.combined, *rec.artifacts.sims.values()]
+    h = rec.artifacts.history
+    arrays = [rec.scorer_.movie_part, rec.scorer_.cold_order, rec.artifacts.movie_ids, rec.artifacts.user_ids,
+              mapped.catalog.blob, h.indptr, h.movie, h.ratio, h.recency]
     arrays += [part for m in matrices for part in (m.data, m.indices, m.indptr)]
     for arr in arrays:
         assert _is_mapped(arr)

@@ -14,8 +14,9 @@ from rekko.columns import Columns as C
 from rekko.evaluation import models as M
 from rekko.evaluation.run import load_inputs
 from rekko.evaluation.splitters import per_user_last_n_split
-from rekko.recommend import BlendWeights, Recommender
-from rekko.evaluation.tuning import TuneConfig, blend_scores, kind_scores, tune, update_manifest
+from rekko.recommend import BlendWeights
+from rekko.evaluation import metrics
+from rekko.evaluation.tuning import TuneConfig, tune, update_manifest
 from tests.test_evaluation_run import tiny_inputs
 
 
@@ -24,16 +25,20 @@ def data(tmp_path: Path):
     return load_inputs(*tiny_inputs(tmp_path))
 
 
-def test_fast_scores_equal_the_recommender(data) -> None:
+def test_each_candidate_is_scored_by_the_shipped_recommender(data) -> None:
+    """The first trace entry (the start) is exactly evaluate's NDCG of rekko's model on the validation split."""
     interactions, movies, ratings = data
-    fitted = M.fit(interactions, movies, ratings)
-    blend = BlendWeights(md=0.3, desc=0.2, cf=0.4, movie=0.1)
-    rows = np.arange(len(fitted.user_ids))
-    fast = blend_scores(kind_scores(fitted, rows, 2.0), fitted.result.movies[C.MOVIE_SCORE].to_numpy(np.float32), blend)
-    recs = Recommender(fitted.artifacts(2.0), blend).recommend_all(3, user_ids=fitted.user_ids)
-    pos = {m: i for i, m in enumerate(fitted.movie_ids)}
-    expected = fast[np.searchsorted(fitted.user_ids, recs[C.USER]), recs[C.MOVIE].map(pos).to_numpy()]
-    np.testing.assert_allclose(recs[C.SCORE].to_numpy(), expected, rtol=1e-5, atol=1e-7)
+    outer = per_user_last_n_split(interactions, 1)
+    start = M.RekkoParams(blend=BlendWeights(md=0.3, desc=0.2, cf=0.4, movie=0.1, recency_half_life=2.0),
+                          collaborative=CollaborativeConfig(k=5))
+    result = tune(outer.train, movies, ratings, partial(per_user_last_n_split, n=1), config=TuneConfig(k=2),
+                  start=start, cf_k_grid=(5,), cf_weighting_grid=("bm25",), half_life_grid=(2.0,),
+                  weight_grid=(1.0,))
+    inner = per_user_last_n_split(outer.train, 1)
+    fitted = M.fit(inner.train, movies, ratings, collaborative=start.collaborative)
+    users = np.unique(inner.test[C.USER].to_numpy())
+    expected = metrics.ndcg(M.rekko(fitted, users, 2, start), inner.test, 2)
+    assert result.trace[0]["ndcg"] == pytest.approx(expected, abs=1e-12)
 
 
 def test_tune_searches_on_a_validation_split_of_train_only(data) -> None:

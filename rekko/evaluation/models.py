@@ -16,7 +16,7 @@
 * ``rekko``: rekko's full recommender (content + collaborative + movie score,
   recency-weighted history) with the given parameters.
 
-Every model scores with the shipped :class:`rekko.recommend.Recommender` where
+Every model ranks with the shipped kernel (:mod:`rekko.recommend.kernel`) where
 one exists, so the figures measure the code that serves users. Watched movies
 are never recommended.
 """
@@ -34,7 +34,7 @@ from rekko.config import SEED_BLEND, BlendWeights, CollaborativeConfig, Pipeline
 from rekko.pipeline.collaborative import item_item_similarity
 from rekko.columns import Columns as C
 from rekko.pipeline import PipelineResult, compute
-from rekko.recommend import Artifacts, Recommender
+from rekko.recommend import Artifacts, Recommender, kernel
 
 MOVIE_IDX = "movie_idx"
 
@@ -45,7 +45,7 @@ class Fitted:
 
     result: PipelineResult
     collaborative: CollaborativeConfig
-    _artifacts: dict[str, Artifacts] = field(default_factory=dict, repr=False)
+    _artifacts: Artifacts | None = field(default=None, repr=False)
 
     @property
     def movie_ids(self) -> np.ndarray:
@@ -56,36 +56,35 @@ class Fitted:
         return self.result.sim_cf.matrix
 
     @property
+    def artifacts(self) -> Artifacts:
+        """What ``rekko recommend`` loads, built the same way (raw watch ratios: the kernel applies recency)."""
+        if self._artifacts is None:
+            sims = {"md": self.result.sim_md.matrix, "desc": self.result.sim_desc.matrix, "cf": self.sim_cf}
+            self._artifacts = Artifacts.from_frames(self.result.movies, self.result.interactions, sims)
+        return self._artifacts
+
+    @property
     def history(self) -> sp.csr_matrix:
         """Users (sorted ids) x movies, plain watch ratios; explicit entries = watched."""
-        return self.artifacts(None).history
+        return self.artifacts.history_matrix()
 
     @property
     def user_ids(self) -> np.ndarray:
-        return self.artifacts(None).user_ids
+        return self.artifacts.user_ids
 
-    def artifacts(self, half_life: float | None) -> Artifacts:
-        """What ``rekko recommend`` loads, built the same way.
-
-        Cached: the plain one (no decay) and the latest other half-life; each
-        holds float32 copies of the three similarity matrices, so no more.
-        """
-        key = repr(half_life)
-        if key not in self._artifacts:
-            for stale in [k for k in self._artifacts if k != repr(None)]:
-                del self._artifacts[stale]
-            sims = {"md": self.result.sim_md.matrix, "desc": self.result.sim_desc.matrix, "cf": self.sim_cf}
-            self._artifacts[key] = Artifacts.from_frames(
-                self.result.movies, self.result.interactions, sims, recency_half_life=half_life
-            )
-        return self._artifacts[key]
+    def recommender(self, params: RekkoParams) -> Recommender:
+        """The shipped recommender with ``params`` (the co-watching similarity rebuilt if it differs)."""
+        return Recommender(self.with_collaborative(params.collaborative).artifacts, params.blend)
 
     def with_collaborative(self, config: CollaborativeConfig) -> Fitted:
         """The same fit with another co-watching similarity (everything else is reused)."""
         if config == self.collaborative:
             return self
         sim = item_item_similarity(self.result.interactions, self.movie_ids, config)
-        return Fitted(replace(self.result, sim_cf=sim), config)
+        artifacts = None
+        if self._artifacts is not None:
+            artifacts = replace(self._artifacts, sims={**self._artifacts.sims, "cf": sp.csr_matrix(sim.matrix, dtype=np.float32)})
+        return Fitted(replace(self.result, sim_cf=sim), config, artifacts)
 
 
 def fit(
@@ -119,26 +118,23 @@ def _ranked(users: np.ndarray, top: np.ndarray, scores: np.ndarray, movie_ids: n
 def _top_k_blocks(
     fitted: Fitted, users: np.ndarray, k: int, score_block: Callable[[sp.csr_matrix], np.ndarray], block: int = 1024
 ) -> pd.DataFrame:
-    """Top-k unwatched movies per user from dense score blocks (users without history get nothing)."""
+    """Top-k unwatched movies per user from dense score blocks, for a model outside rekko's blend (legacy).
+
+    Ranked by :func:`rekko.recommend.kernel.top_n_dense`, the kernel's tie rule.
+    """
     hist = fitted.history
-    pos = np.searchsorted(fitted.user_ids, users)
-    known = (pos < len(fitted.user_ids)) & (fitted.user_ids[np.minimum(pos, len(fitted.user_ids) - 1)] == users)
-    users, pos = users[known], pos[known]
+    pos = fitted.artifacts.user_rows(users)
+    users, pos = users[pos >= 0], pos[pos >= 0]
     frames = []
     for start in range(0, len(users), block):
         h = hist[pos[start : start + block]]
         dense = np.asarray(score_block(h), dtype=np.float64)
         rows = np.repeat(np.arange(h.shape[0]), np.diff(h.indptr))
         dense[rows, h.indices] = -np.inf
-        kk = min(k, dense.shape[1])
-        part = np.argpartition(-dense, kk - 1, axis=1)[:, :kk]
-        part.sort(axis=1)
-        vals = np.take_along_axis(dense, part, axis=1)
-        order = np.argsort(-vals, axis=1, kind="stable")
-        top = np.take_along_axis(part, order, axis=1)
-        frames.append(
-            _ranked(users[start : start + block], top, np.take_along_axis(dense, top, axis=1), fitted.movie_ids)
-        )
+        top = kernel.top_n_dense(dense, k)
+        scores = np.take_along_axis(dense, np.maximum(top, 0), axis=1)
+        scores[top < 0] = -np.inf
+        frames.append(_ranked(users[start : start + block], np.maximum(top, 0), scores, fitted.movie_ids))
     if not frames:
         return pd.DataFrame({C.USER: [], C.MOVIE: [], C.SCORE: [], C.RANK: []})
     return pd.concat(frames, ignore_index=True)
@@ -195,12 +191,10 @@ def legacy(fitted: Fitted, users: np.ndarray, k: int, weights: BlendWeights = SE
 
 
 def rekko(fitted: Fitted, users: np.ndarray, k: int, params: RekkoParams = RekkoParams()) -> pd.DataFrame:
-    """rekko's shipped recommender with ``params`` (its own batch path)."""
-    fitted = fitted.with_collaborative(params.collaborative)
-    recommender = Recommender(fitted.artifacts(params.recency_half_life), params.blend)
+    """rekko's shipped recommender with ``params`` (the kernel's batch path), for users with a train history."""
     users = np.asarray(users, dtype=np.int64)
     known = np.isin(users, fitted.user_ids)
-    recs = recommender.recommend_all(k, user_ids=users[known])
+    recs = fitted.recommender(params).recommend_all(k, user_ids=users[known])
     return recs[[C.USER, C.MOVIE, C.SCORE, C.RANK]]
 
 

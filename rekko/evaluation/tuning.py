@@ -17,12 +17,11 @@ validation split (the start is returned if nothing beats it).
 The objective is NDCG@k on the validation pairs. The caller passes the train
 part only; the test part never reaches this module.
 
-The search does not call :class:`~rekko.recommend.Recommender` for each of its
-hundreds of candidates: the score is linear in the weights, so the per-kind
-user x movie score matrices are computed once per (similarity, half-life) and
-blended with a few dense operations. :func:`blend_scores` is the same formula
-as the recommender's (a test checks they agree) and the final validation
-figure is measured again through the real recommender.
+Every candidate is ranked by the shipped kernel (:mod:`rekko.recommend.kernel`)
+through :class:`~rekko.recommend.Recommender`, and scored by
+:func:`rekko.evaluation.metrics.ndcg`: what is tuned is exactly what serves
+users. A candidate costs one combination of the sparse similarities and one
+batch ranking of the validation users (nonzeros touched, not users x movies).
 """
 
 from __future__ import annotations
@@ -34,13 +33,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from rekko.config import BlendWeights, CollaborativeConfig, RekkoParams
 from rekko.columns import Columns as C
 from rekko.evaluation import metrics
 from rekko.evaluation.models import Fitted, fit
-from rekko.evaluation.models import rekko as rekko_model
 from rekko.evaluation.splitters import Split
 from rekko.exceptions import ConfigError
 
@@ -88,67 +85,6 @@ class TuneResult:
         }
 
 
-# --------------------------------------------------------------------------- fast scoring
-
-
-@dataclass
-class _ValidationSet:
-    users: np.ndarray  # user ids scored
-    rows: np.ndarray  # their rows in the fitted history
-    relevant: np.ndarray  # users x movies, True = a validation pair
-    n_relevant: np.ndarray
-
-
-def _validation_set(fitted: Fitted, test: pd.DataFrame, max_users: int, seed: int) -> _ValidationSet:
-    users = np.unique(test[C.USER].to_numpy(dtype=np.int64))
-    users = users[np.isin(users, fitted.user_ids)]
-    if len(users) > max_users:
-        users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
-    rows = np.searchsorted(fitted.user_ids, users)
-    pairs = test[test[C.USER].isin(users)]
-    movie_pos = pd.Index(fitted.movie_ids).get_indexer(pairs[C.MOVIE].astype(str))
-    keep = movie_pos >= 0
-    user_pos = np.searchsorted(users, pairs[C.USER].to_numpy(dtype=np.int64))[keep]
-    relevant = np.zeros((len(users), len(fitted.movie_ids)), dtype=bool)
-    relevant[user_pos, movie_pos[keep]] = True
-    n_rel = np.bincount(np.searchsorted(users, pairs[C.USER].to_numpy(dtype=np.int64)), minlength=len(users))
-    return _ValidationSet(users, rows, relevant, n_rel)
-
-
-def kind_scores(fitted: Fitted, rows: np.ndarray, half_life: float | None) -> dict[str, np.ndarray]:
-    """Per similarity kind, the users' weighted-mean similarity to every movie (dense, float32)."""
-    history = fitted.artifacts(half_life).history[rows].astype(np.float64)
-    sums = np.asarray(history.sum(axis=1)).ravel()
-    weights = (sp.diags(np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)) @ history).astype(np.float32)
-    sims = {"md": fitted.result.sim_md.matrix, "desc": fitted.result.sim_desc.matrix, "cf": fitted.sim_cf}
-    return {kind: np.asarray((weights @ sims[kind]).toarray(), dtype=np.float32) for kind in KINDS}
-
-
-def blend_scores(parts: dict[str, np.ndarray], movie_score: np.ndarray, blend: BlendWeights) -> np.ndarray:
-    """``sum_kind w_kind * part_kind + w_movie * movie_score``: the recommender's score, vectorized."""
-    out = np.zeros_like(parts["cf"])
-    for kind in KINDS:
-        w = getattr(blend, kind)
-        if w:
-            out += np.float32(w) * parts[kind]
-    out += (np.float32(blend.movie) * movie_score).astype(np.float32)
-    return out
-
-
-def _ndcg(scores: np.ndarray, watched: sp.csr_matrix, val: _ValidationSet, k: int) -> float:
-    s = scores.copy()
-    r = np.repeat(np.arange(watched.shape[0]), np.diff(watched.indptr))
-    s[r, watched.indices] = -np.inf
-    top = np.argpartition(-s, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
-    top = np.take_along_axis(top, order, axis=1)
-    hits = np.take_along_axis(val.relevant, top, axis=1)
-    discounts = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = hits @ discounts
-    idcg = np.cumsum(discounts)[np.minimum(val.n_relevant, k) - 1]
-    return float(np.mean(dcg / idcg))
-
-
 # --------------------------------------------------------------------------- search
 
 
@@ -172,31 +108,26 @@ def tune(
     if inner.test.empty:
         raise ConfigError("the validation split carved from train is empty: too little history to tune on")
     base = fitted or fit(inner.train, movies, ratings, collaborative=start.collaborative)
-    val = _validation_set(base, inner.test, config.max_users, config.seed)
-    movie_score = base.result.movies[C.MOVIE_SCORE].to_numpy(dtype=np.float32)
-    watched = base.history[val.rows]
+    users = np.unique(inner.test[C.USER].to_numpy(dtype=np.int64))
+    users = users[np.isin(users, base.user_ids)]
+    if len(users) > config.max_users:
+        users = np.sort(np.random.default_rng(config.seed).choice(users, size=config.max_users, replace=False))
+    validation = inner.test[inner.test[C.USER].isin(users)]
     trace: list[dict[str, object]] = []
-    cache: dict[tuple[CollaborativeConfig, float | None], dict[str, np.ndarray]] = {}
-    fits: dict[CollaborativeConfig, Fitted] = {}
+    fits: dict[CollaborativeConfig, Fitted] = {base.collaborative: base}
+    pinned: list[CollaborativeConfig] = [start.collaborative]  # the best candidate's similarity
 
-    pinned: list[tuple[CollaborativeConfig, float | None] | None] = [None]  # the best candidate's cache key
-
-    def parts(params: RekkoParams) -> dict[str, np.ndarray]:
-        key = (params.collaborative, params.recency_half_life)
-        if key not in cache:
-            if params.collaborative not in fits:
-                # keep the best candidate's similarity and this one's (each is a full top-k matrix)
-                for stale in [c for c in fits if pinned[0] is None or c != pinned[0][0]]:
-                    del fits[stale]
-                fits[params.collaborative] = base.with_collaborative(params.collaborative)
-            # bound memory to two dense blocks: the best candidate's and this one's
-            for stale in [k for k in cache if k != pinned[0]]:
-                del cache[stale]
-            cache[key] = kind_scores(fits[params.collaborative], val.rows, params.recency_half_life)
-        return cache[key]
+    def fitted_for(cf: CollaborativeConfig) -> Fitted:
+        if cf not in fits:
+            # keep the best candidate's similarity and this one's (each is a full top-k matrix)
+            for stale in [c for c in fits if c not in (pinned[0], base.collaborative)]:
+                del fits[stale]
+            fits[cf] = base.with_collaborative(cf)
+        return fits[cf]
 
     def score(params: RekkoParams) -> float:
-        value = _ndcg(blend_scores(parts(params), movie_score, params.blend), watched, val, config.k)
+        recs = fitted_for(params.collaborative).recommender(params).recommend_all(config.k, user_ids=users)
+        value = metrics.ndcg(recs, validation, config.k)
         trace.append({**params.to_dict(), "ndcg": value})
         return value
 
@@ -204,14 +135,13 @@ def tune(
     # search with weights relative to cf = 1 (a start without the co-watching part gets it, or step 1 is blind)
     seed = replace(start, blend=_relative_to_cf(start.blend))
     best, best_value = seed, score(seed)
-    pinned[0] = (seed.collaborative, seed.recency_half_life)
 
     def consider(candidate: RekkoParams) -> None:
         nonlocal best, best_value
         value = score(candidate)
         if value > best_value + 1e-12:
             best, best_value = candidate, value
-            pinned[0] = (candidate.collaborative, candidate.recency_half_life)
+            pinned[0] = candidate.collaborative
 
     # 1. similarity and half-life with the starting blend
     for k_cf in cf_k_grid:
@@ -234,12 +164,11 @@ def tune(
     if start_value >= best_value:  # never hand back something worse than the start on validation
         best, best_value = start, start_value
     best = replace(best, blend=_normalised(best.blend))
-    recs = rekko_model(
-        fits.get(best.collaborative, base).with_collaborative(best.collaborative), val.users, config.k, best
-    )
+    chosen = fitted_for(best.collaborative)
+    recs = chosen.recommender(best).recommend_all(config.k, user_ids=users)
     measured = metrics.evaluate(
         recs,
-        inner.test[inner.test[C.USER].isin(val.users)],
+        validation,
         config.k,
         train=inner.train,
         catalog_size=len(base.movie_ids),

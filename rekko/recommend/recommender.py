@@ -1,41 +1,48 @@
-"""Recommend: candidate selection, scoring and ranking over the pipeline's artifacts.
+"""The Recommender: loaded artifacts, the kernel's answers, and why each movie was chosen.
 
-For a user with watched movies ``h`` and watch ratios ``r`` the score of an
-unwatched movie ``j`` is::
-
-    score_j = w_md   * sim_md_j + w_desc * sim_desc_j + w_cf * sim_cf_j
-            + w_movie * movie_score_j
-    sim_X_j = sum_i r_i * S_X[h_i, j] / sum_i r_i          (a weighted mean)
-
-i.e. the seed's blend of a movie score with per-watched-movie similarity,
-weighted by how much of each watched movie the user saw — computed as one
-sparse row-vector times matrix product, with watched movies removed and every
-movie returned at most once. ``based_on`` is the watched movie that contributes
-most to a recommendation.
+Scoring, candidates and ranking live in :mod:`rekko.recommend.kernel` (its
+docstring has the formula and the candidate proof); this module loads what the
+kernel needs, calls it for one user or for many, and explains the answer:
+``based_on`` is the watched movie contributing most to a recommendation, the
+components are the score's parts.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import scipy.sparse as sp
 
-from rekko.artifacts import Manifest, read_manifest, read_topk, verify_file
+from rekko.artifacts import (
+    ChunkTable,
+    Manifest,
+    VerifiedFile,
+    read_manifest,
+    read_topk,
+    read_topk_rows,
+    read_verified,
+    verify_file,
+)
 from rekko.columns import Columns as C
 from rekko.config import BlendWeights
 from rekko.exceptions import ArtifactError, ConfigError
 from rekko.paths import ArtifactPaths
+from rekko.recommend import kernel
+from rekko.recommend.kernel import SIM_KINDS, History, RankedBlock
 
 log = logging.getLogger(__name__)
 
-SIM_KINDS = ("md", "desc", "cf")
 _SIM_COLUMN = {"md": C.SIM_MD, "desc": C.SIM_DESC, "cf": C.SIM_CF}
 
-
+#: Users ranked per kernel call in batch: bounds the output block held in memory (users x n) at any n.
+BATCH_BLOCK = 65_536
 
 
 def validate_n(n: object) -> int:
@@ -53,30 +60,84 @@ def validate_n(n: object) -> int:
     return int(n)
 
 
+def unique_sorted(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values and the row boundaries of each, for values already sorted (O(n), no hashing)."""
+    if len(values) == 0:
+        return values[:0], np.zeros(1, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+    return values[starts], np.append(starts, len(values)).astype(np.int64)
+
+
+def history_from_frame(interactions: pd.DataFrame, n_movies: int) -> tuple[np.ndarray, History]:
+    """Sorted user ids and their histories from ``interactions_upd`` rows (any order; one row per pair)."""
+    users = interactions[C.USER].to_numpy(dtype=np.int64)
+    movies = interactions["movie_idx"].to_numpy(dtype=np.int64)
+    if len(movies) and (movies.min() < 0 or movies.max() >= n_movies):
+        raise ArtifactError("interactions refer to movie indices outside the movies artifact")
+    ratio = interactions[C.WATCH_RATIO].to_numpy(dtype=np.float32)
+    recency = (interactions[C.RECENCY_RANK].to_numpy(dtype=np.int32) if C.RECENCY_RANK in interactions.columns
+               else np.zeros(len(users), dtype=np.int32))
+    if len(users) > 1 and not ((users[1:] > users[:-1]) | ((users[1:] == users[:-1]) & (movies[1:] > movies[:-1]))).all():
+        order = np.lexsort((movies, users))  # the pipeline writes them sorted; anything else is sorted here
+        users, movies, ratio, recency = users[order], movies[order], ratio[order], recency[order]
+        if len(users) > 1 and ((users[1:] == users[:-1]) & (movies[1:] == movies[:-1])).any():
+            raise ArtifactError("interactions artifact has duplicate (user, movie) rows")
+    if len(recency) and recency.min() < 0:
+        raise ArtifactError("interactions artifact has negative recency ranks")
+    user_ids, indptr = unique_sorted(users)
+    return user_ids, History(indptr, movies.astype(np.int32), ratio, recency)
+
+
 @dataclass
 class Artifacts:
-    """Everything recommend needs, aligned to one dense movie order."""
+    """Everything recommend needs, aligned to one dense movie order.
+
+    ``history`` keeps raw watch ratios and recency ranks: the kernel applies the
+    recency half-life, so one Artifacts serves every blend. ``sim_rows`` is
+    None when ``sims`` hold every movie's row; the one-user loader sets it to
+    the user's watched movies, whose rows alone were read.
+    """
 
     movie_ids: np.ndarray
     titles: np.ndarray
     movie_score: np.ndarray
     user_ids: np.ndarray  # sorted int64
-    history: sp.csr_matrix  # users x movies, watch ratio
+    history: History
     sims: dict[str, sp.csr_matrix]
     manifest: Manifest | None = None
+    sim_rows: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.movie_ids)
-        if self.history.shape != (len(self.user_ids), n):
-            raise ArtifactError(f"history shape {self.history.shape} does not match {len(self.user_ids)} users x {n} movies")
+        if self.history.n_users != len(self.user_ids):
+            raise ArtifactError(f"history has {self.history.n_users} users, user ids {len(self.user_ids)}")
+        rows = n if self.sim_rows is None else len(self.sim_rows)
         for kind, m in self.sims.items():
-            if m.shape != (n, n):
-                raise ArtifactError(f"{kind} similarity has shape {m.shape}, expected ({n}, {n})")
+            if m.shape != (rows, n):
+                raise ArtifactError(f"{kind} similarity has shape {m.shape}, expected ({rows}, {n})")
 
     @property
     def blend(self) -> BlendWeights:
         params = (self.manifest.parameters if self.manifest else {}) or {}
-        return BlendWeights.from_dict(params.get("blend"))
+        return BlendWeights.from_dict(params.get("blend"), where="manifest parameters.blend")
+
+    def history_matrix(self) -> sp.csr_matrix:
+        """Users x movies raw watch ratios (explicit entries = watched, a 0.0 ratio included)."""
+        h = self.history
+        return sp.csr_matrix((h.ratio, h.movie, h.indptr), shape=(len(self.user_ids), len(self.movie_ids)))
+
+    def user_row(self, user_id: int) -> int:
+        """Row of ``user_id`` in the history, or -1."""
+        pos = int(np.searchsorted(self.user_ids, user_id))
+        return pos if pos < len(self.user_ids) and self.user_ids[pos] == user_id else -1
+
+    def user_rows(self, user_ids: np.ndarray) -> np.ndarray:
+        """Rows of many users (-1 for unknown ones)."""
+        user_ids = np.asarray(user_ids, dtype=np.int64)
+        if not len(self.user_ids):
+            return np.full(len(user_ids), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.user_ids, user_ids), len(self.user_ids) - 1)
+        return np.where(self.user_ids[pos] == user_ids, pos, -1)
 
     @classmethod
     def from_frames(
@@ -85,41 +146,17 @@ class Artifacts:
         interactions: pd.DataFrame,
         sims: dict[str, sp.csr_matrix],
         manifest: Manifest | None = None,
-        *,
-        recency_half_life: float | None = None,
     ) -> Artifacts:
-        """Build from ``movies_md_upd`` and ``interactions_upd`` frames (movie order = movies rows).
-
-        The history holds each watch's weight: its watch ratio, decayed by its
-        ``recency_rank`` when a half-life is given (from the argument, else the
-        manifest's blend parameters).
-        """
+        """Build from ``movies_md_upd`` and ``interactions_upd`` frames (movie order = movies rows)."""
         movie_ids = movies[C.MOVIE].astype(str).to_numpy(dtype=object)
-        users = interactions[C.USER].to_numpy(dtype=np.int64)
-        user_ids, user_rows = np.unique(users, return_inverse=True)
-        cols = interactions["movie_idx"].to_numpy(dtype=np.int64)
-        if len(cols) and (cols.min() < 0 or cols.max() >= len(movie_ids)):
-            raise ArtifactError("interactions refer to movie indices outside the movies artifact")
-        if recency_half_life is None and manifest is not None:
-            recency_half_life = BlendWeights.from_dict((manifest.parameters or {}).get("blend")).recency_half_life
-        ratios = interactions[C.WATCH_RATIO].to_numpy(dtype=np.float64)
-        if recency_half_life is not None and C.RECENCY_RANK in interactions.columns:
-            from rekko.pipeline.collaborative import history_weights
-
-            ratios = history_weights(ratios, interactions[C.RECENCY_RANK].to_numpy(), recency_half_life)
-        ratios = ratios.astype(np.float32)
-        history = sp.csr_matrix((ratios, (user_rows, cols)), shape=(len(user_ids), len(movie_ids)), dtype=np.float32)
-        history.sum_duplicates()
-        # a 0.0 ratio is still "watched": keep the entry explicit
-        if history.nnz != len(np.unique(user_rows.astype(np.int64) * len(movie_ids) + cols)):
-            raise ArtifactError("interactions artifact has duplicate (user, movie) rows")
+        user_ids, history = history_from_frame(interactions, len(movie_ids))
         return cls(
             movie_ids=movie_ids,
             titles=movies[C.TITLE].astype(str).to_numpy(dtype=object),
             movie_score=movies[C.MOVIE_SCORE].to_numpy(dtype=np.float32),
             user_ids=user_ids,
             history=history,
-            sims={k: v.tocsr().astype(np.float32) for k, v in sims.items()},
+            sims={k: sp.csr_matrix(v, dtype=np.float32) for k, v in sims.items()},
             manifest=manifest,
         )
 
@@ -130,41 +167,103 @@ def load_artifacts(
     manifest_path: Path | None = None,
     user_ids: list[int] | None = None,
 ) -> Artifacts:
-    """Load and verify the artifacts a pipeline run wrote (sha256 against the manifest first).
+    """Load the artifacts a pipeline run wrote, parsing only bytes that hashed to the manifest's digests.
 
-    With ``user_ids`` only those users' histories are read (the CLI's
-    one-user case): the file is sorted by user, so parquet statistics skip
-    every other row group.
+    Without ``user_ids`` every artifact is read once, hashed, and parsed from
+    those same bytes. With ``user_ids`` (the CLI's one-user case) only what
+    those users need is read: their row groups of ``interactions_upd``, the
+    similarity rows of the movies they watched, and the movie columns; each
+    read is checked chunk by chunk against the manifest's chunk table (see
+    :class:`rekko.artifacts.VerifiedFile`), so the cost follows the user, not
+    the catalogue. ``int_coef`` is not needed to rank and is not read.
     """
-    manifest = read_manifest(manifest_path or paths.manifest)
-    roles = {
-        "interactions_upd": paths.interactions_upd,
-        "movies_upd": paths.movies_upd,
-        "int_coef": paths.int_coef,
-    }
-    for role, path in roles.items():
-        verify_file(path, manifest, role)
+    manifest_path = manifest_path or paths.manifest
+    manifest = read_manifest(manifest_path)
     sim_paths = {"md": paths.sim_md, "desc": paths.sim_desc}
     if "sim_cf" in manifest.artifacts:
         sim_paths["cf"] = paths.sim_cf
+    if user_ids is not None and _supports_partial(manifest, sim_paths):
+        return _load_users(paths, manifest, manifest_path, sim_paths, [int(u) for u in user_ids])
+    verify_file(paths.int_coef, manifest, "int_coef")
     loaded = {kind: read_topk(path, manifest.sha256_of(f"sim_{kind}")) for kind, path in sim_paths.items()}
-    sims = {kind: topk.matrix for kind, topk in loaded.items()}
-    try:
-        movies = pd.read_parquet(paths.movies_upd, columns=[C.MOVIE, C.TITLE, C.MOVIE_SCORE])
-        filters = [(C.USER, "in", [int(u) for u in user_ids])] if user_ids is not None else None
-        columns = [C.USER, "movie_idx", C.WATCH_RATIO]
-        import pyarrow.parquet as pq
-
-        if C.RECENCY_RANK in pq.read_schema(paths.interactions_upd).names:
-            columns.append(C.RECENCY_RANK)
-        interactions = pd.read_parquet(paths.interactions_upd, columns=columns, filters=filters)
-    except Exception as exc:  # noqa: BLE001 - verified by hash, so this is a schema mismatch
-        raise ArtifactError(f"cannot read artifacts: {type(exc).__name__}: {exc}") from exc
+    movies = _read_parquet(read_verified(paths.movies_upd, manifest, "movies_upd"), paths.movies_upd,
+                           [C.MOVIE, C.TITLE, C.MOVIE_SCORE])
+    interactions = _read_parquet(read_verified(paths.interactions_upd, manifest, "interactions_upd"),
+                                 paths.interactions_upd, _INTERACTION_COLUMNS, optional=(C.RECENCY_RANK,))
     movie_ids = movies[C.MOVIE].astype(str).to_numpy()
     for kind, topk in loaded.items():
         if len(topk.movie_ids) != len(movie_ids) or not np.array_equal(topk.movie_ids.astype(str), movie_ids):
             raise ArtifactError(f"the {kind} similarity artifact and movies_md_upd list different movies")
-    return Artifacts.from_frames(movies, interactions, sims, manifest)
+    return Artifacts.from_frames(movies, interactions, {kind: t.matrix for kind, t in loaded.items()}, manifest)
+
+
+_INTERACTION_COLUMNS = [C.USER, "movie_idx", C.WATCH_RATIO]
+
+
+def _read_parquet(source: bytes | pa.NativeFile | VerifiedFile, path: Path, columns: list[str], *,
+                  optional: tuple[str, ...] = (), row_groups: list[int] | None = None) -> pd.DataFrame:
+    """Columns of a parquet artifact from verified bytes or a verified file (a schema mismatch is an ArtifactError)."""
+    try:
+        pf = pq.ParquetFile(pa.BufferReader(source) if isinstance(source, bytes) else source)
+        names = pf.schema_arrow.names
+        wanted = columns + [c for c in optional if c in names]
+        table = pf.read(columns=wanted) if row_groups is None else pf.read_row_groups(row_groups, columns=wanted)
+        return table.to_pandas()
+    except ArtifactError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the bytes were verified, so this is a schema mismatch
+        raise ArtifactError(f"{path}: cannot read artifact: {type(exc).__name__}: {exc}") from exc
+
+
+def _supports_partial(manifest: Manifest, sim_paths: dict[str, Path]) -> bool:
+    entries = manifest.artifacts
+    return manifest.chunk_table is not None and all(
+        "chunks" in entries.get(role, {}) for role in ("movies_upd", "interactions_upd")
+    ) and all("chunks" in entries.get(f"sim_{k}", {}) and "layout" in entries[f"sim_{k}"] for k in sim_paths)
+
+
+def _user_row_groups(pf: pq.ParquetFile, users: list[int]) -> list[int]:
+    """Row groups whose user_id statistics may contain one of ``users`` (the file is sorted by user)."""
+    col = pf.schema_arrow.get_field_index(C.USER)
+    wanted = np.asarray(sorted(users), dtype=np.int64)
+    groups = []
+    for g in range(pf.metadata.num_row_groups):
+        stats = pf.metadata.row_group(g).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            groups.append(g)
+            continue
+        i = np.searchsorted(wanted, stats.min)
+        if i < len(wanted) and wanted[i] <= stats.max:
+            groups.append(g)
+    return groups
+
+
+def _load_users(paths: ArtifactPaths, manifest: Manifest, manifest_path: Path, sim_paths: dict[str, Path],
+                users: list[int]) -> Artifacts:
+    table = ChunkTable(manifest, manifest_path)
+    with table.open(paths.movies_upd, "movies_upd") as vf:
+        movies = _read_parquet(vf, paths.movies_upd, [C.MOVIE, C.TITLE, C.MOVIE_SCORE])
+    with table.open(paths.interactions_upd, "interactions_upd") as vf:
+        pf = pq.ParquetFile(vf)
+        rows = _read_parquet(vf, paths.interactions_upd, _INTERACTION_COLUMNS, optional=(C.RECENCY_RANK,),
+                             row_groups=_user_row_groups(pf, users))
+    rows = rows[rows[C.USER].isin(users)]
+    movie_ids = movies[C.MOVIE].astype(str).to_numpy(dtype=object)
+    user_ids, history = history_from_frame(rows, len(movie_ids))
+    sims = {}
+    for kind, path in sim_paths.items():
+        with table.open(path, f"sim_{kind}") as vf:
+            sims[kind] = read_topk_rows(vf, manifest.artifacts[f"sim_{kind}"]["layout"], history.movie, len(movie_ids))
+    return Artifacts(
+        movie_ids=movie_ids,
+        titles=movies[C.TITLE].astype(str).to_numpy(dtype=object),
+        movie_score=movies[C.MOVIE_SCORE].to_numpy(dtype=np.float32),
+        user_ids=user_ids,
+        history=history,
+        sims=sims,
+        manifest=manifest,
+        sim_rows=history.movie,
+    )
 
 
 @dataclass(frozen=True)
@@ -191,65 +290,61 @@ class Ranked:
 
 
 class Recommender:
-    """Scores unwatched movies for users; see the module docstring for the formula."""
+    """Ranks unwatched movies for users with one blend (:mod:`rekko.recommend.kernel` has the formula)."""
 
     def __init__(self, artifacts: Artifacts, weights: BlendWeights | None = None) -> None:
         self.artifacts = artifacts
         self.weights = weights or artifacts.blend
-        n = len(artifacts.movie_ids)
         self.kinds_ = [k for k in SIM_KINDS if k in artifacts.sims]
-        combined = sp.csr_matrix((n, n), dtype=np.float32)
-        for kind in self.kinds_:
-            w = getattr(self.weights, kind)
-            if w:
-                combined = combined + artifacts.sims[kind] * np.float32(w)
-        self.combined_ = combined.tocsr()
-        self.movie_part_ = (artifacts.movie_score * np.float32(self.weights.movie)).astype(np.float32)
-        self.cold_order_ = np.lexsort((np.arange(n), -artifacts.movie_score))
+        self.scorer_ = kernel.combine(artifacts.sims, artifacts.movie_score, self.weights)
         self.movie_pos_ = pd.Index(artifacts.movie_ids)
 
-    # -- candidate selection -------------------------------------------------
     def history_of(self, user_id: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """Watched movie indices and watch ratios, or None for an unknown user."""
-        a = self.artifacts
-        pos = int(np.searchsorted(a.user_ids, user_id))
-        if pos >= len(a.user_ids) or a.user_ids[pos] != user_id:
+        """Watched movie indices and raw watch ratios of a user, or None for an unknown user."""
+        row = self.artifacts.user_row(int(user_id))
+        if row < 0:
             return None
-        start, end = a.history.indptr[pos], a.history.indptr[pos + 1]
-        return a.history.indices[start:end], a.history.data[start:end]
+        h = self.artifacts.history
+        start, end = int(h.indptr[row]), int(h.indptr[row + 1])
+        return h.movie[start:end].astype(np.int64), h.ratio[start:end]
 
     def movie_position(self, movie_id: str) -> int:
         """Dense position of a movie id, or -1."""
         return int(self.movie_pos_.get_indexer([str(movie_id)])[0])
 
-    # -- scoring and ranking --------------------------------------------------
+    # -- ranking ----------------------------------------------------------------
+    def rank_rows(self, rows: np.ndarray, n: int, *, parallel: bool = True, engine: str = "jit") -> RankedBlock:
+        """The kernel's top-n for history rows (-1 = no history: the cold-start list)."""
+        partial = self.artifacts.sim_rows is not None
+        return kernel.rank(self.scorer_, self.artifacts.history, rows, validate_n(n), rows_are_entries=partial,
+                           parallel=parallel, engine=engine)
+
     def rank(self, user_id: int, n: int) -> Ranked:
-        """Score every unwatched movie for ``user_id`` and keep the best ``n``."""
+        """Top-n for one user, with explanations: the same kernel call as batch, for a block of one."""
         n = validate_n(n)
         a = self.artifacts
-        hist = self.history_of(int(user_id))
-        if hist is None or len(hist[0]) == 0:
-            top = self.cold_order_[:n]
-            comps = {_SIM_COLUMN[k]: np.zeros(len(top)) for k in self.kinds_}
+        row = a.user_row(int(user_id))
+        block = self.rank_rows(np.array([row]), n, parallel=False, engine="auto")
+        top = block.movies[0, : block.lengths[0]].astype(np.int64)
+        scores = block.scores[0, : block.lengths[0]].astype(np.float64)
+        h = a.history
+        start, end = (int(h.indptr[row]), int(h.indptr[row + 1])) if row >= 0 else (0, 0)
+        comps: dict[str, np.ndarray] = {}
+        if end == start:
+            for kind in self.kinds_:
+                comps[_SIM_COLUMN[kind]] = np.zeros(len(top))
             comps[C.MOVIE_SCORE] = a.movie_score[top].astype(np.float64)
-            return Ranked(top, self.movie_part_[top].astype(np.float64), np.full(len(top), -1), comps, True, 0)
-        watched, ratios = hist
-        total = float(ratios.sum())
-        weights = (ratios / total).astype(np.float32) if total > 0 else np.zeros_like(ratios)
-        rows = self.combined_[watched]
-        scores = np.asarray(weights @ rows, dtype=np.float32).ravel() + self.movie_part_
-        scores[watched] = -np.inf
-        top = _top_n(scores, n)
-        # explanations for the n kept movies only
-        contrib = rows[:, top].toarray() * weights[:, None]
-        has = contrib.max(axis=0, initial=0.0) > 0
-        based_on = np.where(has, watched[contrib.argmax(axis=0)], -1)
-        comps = {
-            _SIM_COLUMN[k]: np.asarray(weights @ a.sims[k][watched][:, top].toarray(), dtype=np.float64).ravel()
-            for k in self.kinds_
-        }
+            return Ranked(top, scores, np.full(len(top), -1), comps, True, 0)
+        watched = h.movie[start:end].astype(np.int64)
+        weights = kernel.user_weights(h.ratio[start:end], h.recency[start:end], self.weights.recency_half_life)
+        sim_rows = np.arange(start, end) if a.sim_rows is not None else watched
+        contrib = self.scorer_.combined[sim_rows][:, top].toarray() * weights[:, None]
+        based_on = np.where(contrib.max(axis=0, initial=0.0) > 0, watched[contrib.argmax(axis=0)], -1)
+        for kind in self.kinds_:
+            part = a.sims[kind][sim_rows][:, top].toarray()
+            comps[_SIM_COLUMN[kind]] = (weights @ part).astype(np.float64)
         comps[C.MOVIE_SCORE] = a.movie_score[top].astype(np.float64)
-        return Ranked(top, scores[top].astype(np.float64), based_on, comps, False, int(len(watched)))
+        return Ranked(top, scores, based_on, comps, False, int(end - start))
 
     def recommend(self, user_id: int, n: int) -> Recommendations:
         """Top-n for one user as a frame: rank, movie_id, title, score, based_on[_title], components."""
@@ -270,58 +365,41 @@ class Recommender:
         )
         return Recommendations(int(user_id), items, cold_start=r.cold_start)
 
-    def recommend_all(self, n: int, *, user_ids: np.ndarray | None = None, block_size: int = 2048) -> pd.DataFrame:
-        """Top-n for many users at once: one sparse product per block of users.
+    def iter_recommend_all(
+        self, n: int, *, user_ids: np.ndarray | None = None, block_size: int = BATCH_BLOCK
+    ) -> Iterator[pd.DataFrame]:
+        """Top-n for many users, one frame per block of users (user_id, movie_id, score, rank).
 
-        Returns columns user_id, movie_id, score, rank; unknown users get the
-        cold-start list.
+        Unknown users get the cold-start list. Movie ids come as a categorical
+        over the catalogue, so a block costs its users x n, not a string each.
         """
         n = validate_n(n)
         a = self.artifacts
         users = a.user_ids if user_ids is None else np.asarray(user_ids, dtype=np.int64)
-        pos = np.searchsorted(a.user_ids, users)
-        pos_c = np.minimum(pos, max(len(a.user_ids) - 1, 0))
-        known = (pos < len(a.user_ids)) & (a.user_ids[pos_c] == users) if len(a.user_ids) else np.zeros(len(users), bool)
-        hist = a.history
-        row_sums = np.asarray(hist.sum(axis=1)).ravel()
-        inv = np.divide(1.0, row_sums, out=np.zeros_like(row_sums), where=row_sums > 0).astype(np.float32)
-        frames_u, frames_m, frames_s, frames_r = [], [], [], []
-        known_pos = pos_c[known]
-        known_users = users[known]
-        for start in range(0, len(known_pos), block_size):
-            rows = known_pos[start:start + block_size]
-            h = hist[rows]
-            weights = sp.diags(inv[rows]) @ h
-            dense = (weights @ self.combined_).toarray() if self.combined_.nnz else np.zeros(h.shape, np.float32)
-            dense += self.movie_part_
-            # mask watched movies (explicit entries, including 0.0 ratios)
-            r_idx = np.repeat(np.arange(h.shape[0]), np.diff(h.indptr))
-            dense[r_idx, h.indices] = -np.inf
-            top = _top_n_rows(dense, n)
-            top_scores = np.take_along_axis(dense, top, axis=1)
-            valid = np.isfinite(top_scores)
-            k = top.shape[1]
-            frames_u.append(np.repeat(known_users[start:start + block_size], k)[valid.ravel()])
-            frames_m.append(top[valid])
-            frames_s.append(top_scores[valid])
-            frames_r.append(np.tile(np.arange(1, k + 1), len(rows))[valid.ravel()])
-        cold_users = users[~known]
-        if len(cold_users):
-            top = self.cold_order_[:n]
-            frames_u.append(np.repeat(cold_users, len(top)))
-            frames_m.append(np.tile(top, len(cold_users)))
-            frames_s.append(np.tile(self.movie_part_[top], len(cold_users)))
-            frames_r.append(np.tile(np.arange(1, len(top) + 1), len(cold_users)))
-        if not frames_u:
-            return pd.DataFrame({C.USER: [], C.MOVIE: [], C.SCORE: [], C.RANK: []})
-        return pd.DataFrame(
-            {
-                C.USER: np.concatenate(frames_u).astype(np.int64),
-                C.MOVIE: a.movie_ids[np.concatenate(frames_m)],
-                C.SCORE: np.concatenate(frames_s).astype(np.float64),
-                C.RANK: np.concatenate(frames_r).astype(np.int32),
-            }
-        )
+        categories = pd.Index(np.asarray(a.movie_ids, dtype=object))
+        for start in range(0, len(users), block_size):
+            block_users = users[start : start + block_size]
+            ranked = self.rank_rows(a.user_rows(block_users), n)
+            valid = ranked.movies >= 0
+            counts = valid.sum(axis=1)
+            yield pd.DataFrame(
+                {
+                    C.USER: np.repeat(block_users, counts),
+                    C.MOVIE: pd.Categorical.from_codes(ranked.movies[valid], categories=categories),
+                    C.SCORE: ranked.scores[valid].astype(np.float64),
+                    C.RANK: (np.nonzero(valid)[1] + 1).astype(np.int32),
+                }
+            )
+
+    def recommend_all(self, n: int, *, user_ids: np.ndarray | None = None,
+                      block_size: int = BATCH_BLOCK) -> pd.DataFrame:
+        """Top-n for many users as one frame; see :meth:`iter_recommend_all`."""
+        frames = list(self.iter_recommend_all(n, user_ids=user_ids, block_size=block_size))
+        if not frames:
+            return pd.DataFrame({C.USER: np.array([], dtype=np.int64), C.MOVIE: np.array([], dtype=object),
+                                 C.SCORE: np.array([], dtype=np.float64), C.RANK: np.array([], dtype=np.int32)})
+        out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+        return out.assign(**{C.MOVIE: out[C.MOVIE].astype(str).astype(object)})
 
     def similar(self, movie_id: str, n: int, kind: str = "md") -> pd.DataFrame:
         """The ``n`` nearest neighbours of one movie in one similarity matrix."""
@@ -336,31 +414,3 @@ class Recommender:
         idx = row.indices[order]
         return pd.DataFrame({C.MOVIE: self.artifacts.movie_ids[idx], C.TITLE: self.artifacts.titles[idx],
                              C.SCORE: row.data[order].astype(np.float64)})
-
-
-def _top_n(scores: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the n highest finite scores, sorted by score desc then index asc."""
-    finite = np.flatnonzero(np.isfinite(scores))
-    if len(finite) <= n:
-        cand = finite
-    else:
-        part = np.argpartition(-scores[finite], n - 1)[:n]
-        # include ties at the boundary so the order is deterministic
-        cut = scores[finite[part]].min()
-        cand = finite[scores[finite] >= cut]
-    order = np.lexsort((cand, -scores[cand]))
-    return cand[order][:n]
-
-
-def _top_n_rows(dense: np.ndarray, n: int) -> np.ndarray:
-    """Row-wise top-n column indices sorted by score desc (ties by lower index)."""
-    m = dense.shape[1]
-    k = min(n, m)
-    if k < m:
-        part = np.argpartition(-dense, k - 1, axis=1)[:, :k]
-    else:
-        part = np.tile(np.arange(m), (dense.shape[0], 1))
-    part = np.sort(part, axis=1)  # index order first, so the stable sort breaks ties by index
-    vals = np.take_along_axis(dense, part, axis=1)
-    order = np.argsort(-vals, axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)

@@ -24,7 +24,7 @@ from rekko.columns import Columns as C
 from rekko.exceptions import ArtifactError, ConfigError
 from rekko.paths import ArtifactPaths
 from rekko.serve.page import PAGE_HTML
-from rekko.serve.ranking import rank
+
 from rekko.serve.schemas import (
     Error,
     Health,
@@ -153,7 +153,7 @@ def recommendation_list(snap: Snapshot, user_id: int, n: int) -> dict[str, Any]:
     Shaped exactly like :class:`RecommendationList`; plain dicts because this is
     the hot path (the schema is still enforced by the tests and schemathesis).
     """
-    r = rank(snap.recommender, user_id, n)
+    r = snap.recommender.rank(user_id, n)
     a = snap.recommender.artifacts
     ids, titles = a.movie_ids, a.titles
     parts = list(r.components)

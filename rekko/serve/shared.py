@@ -29,7 +29,7 @@ import tempfile
 import threading
 import uuid
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from rekko.io import atomic_open
 from rekko.paths import ArtifactPaths
 from rekko.config import BlendWeights
 from rekko.recommend import SIM_KINDS, Artifacts, Recommender
+from rekko.recommend.kernel import History, Scorer
 from rekko.serve.catalog import json_value
 from rekko.serve.state import ArtifactState, Poller, Snapshot, _now, file_fingerprint, load_snapshot
 
@@ -95,10 +96,11 @@ def export_bundle(snap: Snapshot, root: Path) -> str:
         np.save(tmp / "titles.npy", np.asarray(a.titles, dtype=str))
         np.save(tmp / "movie_score.npy", np.ascontiguousarray(a.movie_score))
         np.save(tmp / "user_ids.npy", np.ascontiguousarray(a.user_ids))
-        np.save(tmp / "movie_part.npy", np.ascontiguousarray(rec.movie_part_))
-        np.save(tmp / "cold_order.npy", np.ascontiguousarray(rec.cold_order_))
-        _save_csr(tmp, "history", a.history)
-        _save_csr(tmp, "combined", rec.combined_)
+        np.save(tmp / "movie_part.npy", np.ascontiguousarray(rec.scorer_.movie_part))
+        np.save(tmp / "cold_order.npy", np.ascontiguousarray(rec.scorer_.cold_order))
+        for part in ("indptr", "movie", "ratio", "recency"):
+            np.save(tmp / f"history.{part}.npy", np.ascontiguousarray(getattr(a.history, part)))
+        _save_csr(tmp, "combined", rec.scorer_.combined)
         for kind, m in a.sims.items():
             _save_csr(tmp, f"sim_{kind}", m)
         blob, offsets = _encode_catalog(snap)
@@ -109,7 +111,7 @@ def export_bundle(snap: Snapshot, root: Path) -> str:
             "manifest": json.loads(snap.manifest.to_json()),
             "manifest_sha256": snap.manifest_sha256,
             "loaded_at": snap.loaded_at.isoformat(),
-            "weights": asdict(rec.weights),
+            "weights": rec.weights.to_dict(),
             "kinds": list(a.sims),
             "n_movies": len(a.movie_ids),
             "n_users": len(a.user_ids),
@@ -125,14 +127,11 @@ def export_bundle(snap: Snapshot, root: Path) -> str:
 class MappedRecommender(Recommender):
     """A :class:`Recommender` whose derived arrays are read from a bundle, not recomputed per worker."""
 
-    def __init__(self, artifacts: Artifacts, weights: BlendWeights, combined: sp.csr_matrix,
-                 movie_part: np.ndarray, cold_order: np.ndarray) -> None:  # noqa: D107 - no super(): nothing to fit
+    def __init__(self, artifacts: Artifacts, weights: BlendWeights, scorer: Scorer) -> None:  # noqa: D107
         self.artifacts = artifacts
         self.weights = weights
         self.kinds_ = [k for k in SIM_KINDS if k in artifacts.sims]
-        self.combined_ = combined
-        self.movie_part_ = movie_part
-        self.cold_order_ = cold_order
+        self.scorer_ = scorer
         self.movie_pos_ = pd.Index(np.asarray(artifacts.movie_ids, dtype=object))
 
 
@@ -154,7 +153,7 @@ def open_bundle(folder: Path) -> Snapshot:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         if meta.get("format") != BUNDLE_FORMAT:
             raise ArtifactError(f"{folder}: not a {BUNDLE_FORMAT} bundle")
-        n, users = int(meta["n_movies"]), int(meta["n_users"])
+        n = int(meta["n_movies"])
 
         def arr(name: str) -> np.ndarray:
             return np.load(folder / f"{name}.npy", mmap_mode="r")
@@ -165,12 +164,14 @@ def open_bundle(folder: Path) -> Snapshot:
             titles=arr("titles"),
             movie_score=arr("movie_score"),
             user_ids=arr("user_ids"),
-            history=_load_csr(folder, "history", (users, n)),
+            history=History(*(arr(f"history.{part}") for part in ("indptr", "movie", "ratio", "recency"))),
             sims={kind: _load_csr(folder, f"sim_{kind}", (n, n)) for kind in meta["kinds"]},
             manifest=manifest,
         )
-        rec = MappedRecommender(artifacts, BlendWeights(**meta["weights"]), _load_csr(folder, "combined", (n, n)),
-                                arr("movie_part"), arr("cold_order"))
+        weights = BlendWeights.from_dict(meta["weights"])
+        scorer = Scorer(_load_csr(folder, "combined", (n, n)), arr("movie_part"), arr("cold_order"),
+                        weights.recency_half_life)
+        rec = MappedRecommender(artifacts, weights, scorer)
         catalog = MappedCatalog(arr("catalog"), arr("catalog_offsets"))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"{folder}: cannot open the serving bundle: {type(exc).__name__}: {exc}") from exc
