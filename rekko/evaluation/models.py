@@ -24,6 +24,7 @@ are never recommended.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -33,10 +34,12 @@ import scipy.sparse as sp
 from rekko.config import SEED_BLEND, BlendWeights, CollaborativeConfig, PipelineConfig, RekkoParams
 from rekko.pipeline.collaborative import item_item_similarity
 from rekko.columns import Columns as C
-from rekko.pipeline import PipelineResult, compute
 from rekko.recommend import Artifacts, Recommender, kernel
 
 MOVIE_IDX = "movie_idx"
+
+if TYPE_CHECKING:
+    from rekko.pipeline.run import PipelineResult
 
 
 @dataclass
@@ -95,6 +98,8 @@ def fit(
     collaborative: CollaborativeConfig = PipelineConfig().collaborative,
 ) -> Fitted:
     """Run rekko's pipeline stages on validated train interactions, in memory (nothing is written)."""
+    from rekko.pipeline.run import compute  # the whole build path: only when fitting, not for `rekko --help`
+
     result = compute(train, movies, ratings, PipelineConfig(collaborative=collaborative))
     return Fitted(result, collaborative)
 
