@@ -7,68 +7,36 @@ All logic lives in the library; this module only wires arguments to it.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-
 from rekko import __version__
+from rekko.cli_args import (
+    add_artifact_options,
+    add_path_options,
+    artifact_paths,
+    pipeline_paths,
+)
 from rekko.columns import Columns as C
+from rekko.enrich import cli as enrich_cli
+from rekko.evaluation import cli as evaluation_cli
 from rekko.exceptions import ConfigError, RekkoError
-from rekko.paths import ArtifactPaths, PipelinePaths
+from rekko.importers import cli as importers_cli
+from rekko.paths import PipelinePaths
+from rekko.serve import cli as serve_cli
 
 log = logging.getLogger("rekko")
 
-#: Modules that add their own subcommands through ``register(subparsers)``.
-PLUGIN_MODULES = ("rekko.enrich.cli", "rekko.importers.cli", "rekko.evaluation.cli", "rekko.serve.cli")
-
-_PIPELINE_OPTIONS = (
-    ("--interactions", "interactions", "P1: interactions (parquet/csv)"),
-    ("--movies", "movies", "P2: movies metadata (parquet/csv)"),
-    ("--ratings", "ratings", "P3: ratings and descriptions from the movie API (xlsx/parquet/csv)"),
-    ("--movies-rd", "movies_rd", "P4: output, cleaned ratings/descriptions"),
-    ("--int-coef", "int_coef", "P5: output, per-user coefficients"),
-    ("--movies-upd", "movies_upd", "P6: output, movies with features"),
-    ("--interactions-upd", "interactions_upd", "P7: output, interactions with watch ratios"),
-    ("--sim-md", "sim_md", "P8: output, metadata top-k cosine similarity"),
-    ("--sim-desc", "sim_desc", "P9: output, description top-k cosine similarity"),
-)
-_ARTIFACT_OPTIONS = (
-    ("--interactions-upd", "interactions_upd", "P3: interactions with watch ratios"),
-    ("--movies-upd", "movies_upd", "P4: movies with features"),
-    ("--int-coef", "int_coef", "P5: per-user coefficients"),
-    ("--sim-md", "sim_md", "P6: metadata similarity"),
-    ("--sim-desc", "sim_desc", "P7: description similarity"),
-)
-
-
-def add_artifact_options(parser: argparse.ArgumentParser) -> None:
-    """The five artifact paths of the seed's recommend line (P3..P7), seed defaults."""
-    defaults = ArtifactPaths()
-    for flag, dest, text in _ARTIFACT_OPTIONS:
-        parser.add_argument(flag, dest=dest, type=Path, default=getattr(defaults, dest),
-                            help=f"{text} (default: {getattr(defaults, dest)})")
-
-
-def artifact_paths(args: argparse.Namespace) -> ArtifactPaths:
-    return ArtifactPaths(**{dest: getattr(args, dest) for _, dest, _ in _ARTIFACT_OPTIONS})
-
 
 def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
-    defaults = PipelinePaths()
-    for flag, dest, text in _PIPELINE_OPTIONS:
-        parser.add_argument(flag, dest=dest, type=Path, default=getattr(defaults, dest),
-                            help=f"{text} (default: {getattr(defaults, dest)})")
+    add_path_options(parser, PipelinePaths)
     parser.add_argument("-k", "--top-k", type=int, default=100, help="neighbours kept per movie (default: 100)")
     parser.add_argument("--default-params", action="store_true",
                         help="use the built-in blend even if `rekko tune` stored tuned parameters in the manifest")
 
-
-def pipeline_paths(args: argparse.Namespace) -> PipelinePaths:
-    return PipelinePaths(**{dest: getattr(args, dest) for _, dest, _ in _PIPELINE_OPTIONS})
 
 
 def positive_int(text: str) -> int:
@@ -109,7 +77,11 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 # -- recommend --------------------------------------------------------------------
 def cmd_recommend(args: argparse.Namespace) -> int:
     from rekko.recommend import Recommender, load_artifacts
-    from rekko.recommend.present import format_recommendations, write_batch, write_pred_csv
+    from rekko.recommend.present import (
+        format_recommendations,
+        write_batch,
+        write_pred_csv,
+    )
 
     if args.all_users:
         if not args.output:
@@ -179,13 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--format", choices=("table", "csv", "json"), default="table")
     d.set_defaults(handler=cmd_demo)
 
-    for name in PLUGIN_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue  # the plugin is not part of this build
-            raise
+    for module in (enrich_cli, importers_cli, evaluation_cli, serve_cli):
         module.register(sub)
     return parser
 

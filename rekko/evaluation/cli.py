@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from rekko.cli_args import add_path_options
 from rekko.evaluation.run import (
     MODELS,
     SPLITS,
@@ -22,22 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    defaults = PipelinePaths()
-    parser.add_argument(
-        "--interactions",
-        type=Path,
-        default=defaults.interactions,
-        help=f"P1: interactions (default: {defaults.interactions})",
-    )
-    parser.add_argument(
-        "--movies", type=Path, default=defaults.movies, help=f"P2: movies metadata (default: {defaults.movies})"
-    )
-    parser.add_argument(
-        "--ratings",
-        type=Path,
-        default=defaults.ratings,
-        help=f"P3: ratings and descriptions (default: {defaults.ratings})",
-    )
+    add_path_options(parser, PipelinePaths, only=("interactions", "movies", "ratings"))
     parser.add_argument(
         "--split",
         choices=SPLITS,
@@ -129,8 +115,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    from rekko.io import atomic_open
     from rekko.evaluation.tuning import TuneConfig, tune, update_manifest
+    from rekko.io import atomic_open
 
     config = _config(args)
     interactions, movies, ratings = load_inputs(args.interactions, args.movies, args.ratings)

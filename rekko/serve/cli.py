@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from rekko.cli import add_artifact_options
+    from rekko.cli_args import add_artifact_options
 
     p = subparsers.add_parser(
         "serve", help="HTTP JSON API and a small web page over the artifacts (needs rekko[serve])",
@@ -64,7 +64,7 @@ def _require_server_deps() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rekko.cli import artifact_paths
+    from rekko.cli_args import artifact_paths
 
     _require_server_deps()
     from rekko.serve.shared import serve_shared

@@ -1,0 +1,66 @@
+"""Command-line options shared by every subcommand, declared once.
+
+The path options are derived from the fields of :class:`~rekko.paths.PipelinePaths`
+and :class:`~rekko.paths.ArtifactPaths` (their order is the seed's P1..P9 and
+P3..P7), with the help text of :data:`PATH_HELP`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+from typing import TypeVar
+
+from rekko.paths import ArtifactPaths, PipelinePaths
+
+P = TypeVar("P", PipelinePaths, ArtifactPaths)
+
+PATH_HELP = {
+    "interactions": "interactions (parquet/csv)",
+    "movies": "movies metadata (parquet/csv)",
+    "ratings": "ratings and descriptions from the movie API (xlsx/parquet/csv)",
+    "movies_rd": "output, cleaned ratings/descriptions",
+    "int_coef": "per-user coefficients",
+    "movies_upd": "movies with features",
+    "interactions_upd": "interactions with watch ratios",
+    "sim_md": "metadata top-k cosine similarity",
+    "sim_desc": "description top-k cosine similarity",
+}
+#: Which seed P-number a field has in each docker run line.
+_FIRST_P = {PipelinePaths: 1, ArtifactPaths: 3}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_path_options(parser: argparse.ArgumentParser, kind: type[P], *, only: tuple[str, ...] | None = None) -> None:
+    """``--interactions``, ``--movies``... for ``kind``'s fields (or ``only`` some), seed defaults."""
+    defaults = kind()
+    for number, f in enumerate(fields(kind), start=_FIRST_P[kind]):
+        if only is not None and f.name not in only:
+            continue
+        output = kind is PipelinePaths and number >= 4
+        text = PATH_HELP[f.name].removeprefix("output, ")
+        parser.add_argument(flag(f.name), dest=f.name, type=Path, default=getattr(defaults, f.name),
+                            help=f"P{number}: {'output, ' if output else ''}{text} (default: {getattr(defaults, f.name)})")
+
+
+def paths_from_args(args: argparse.Namespace, kind: type[P]) -> P:
+    """The ``kind`` paths an ``add_path_options`` parser filled in (absent ones keep the defaults)."""
+    defaults = kind()
+    return kind(**{f.name: getattr(args, f.name, getattr(defaults, f.name)) for f in fields(kind)})
+
+
+def add_artifact_options(parser: argparse.ArgumentParser) -> None:
+    """The five artifact paths of the seed's recommend line (P3..P7), seed defaults."""
+    add_path_options(parser, ArtifactPaths)
+
+
+def artifact_paths(args: argparse.Namespace) -> ArtifactPaths:
+    return paths_from_args(args, ArtifactPaths)
+
+
+def pipeline_paths(args: argparse.Namespace) -> PipelinePaths:
+    return paths_from_args(args, PipelinePaths)
