@@ -91,9 +91,10 @@ def watch_ratio(aggregated: pd.DataFrame, duration: np.ndarray) -> pd.DataFrame:
 def user_features(interactions_upd: pd.DataFrame) -> pd.DataFrame:
     """Per-user coefficients (``int_coef.parquet``).
 
-    ``int_coef`` = 1 / sum of the user's watch ratios: it turns the
-    ratio-weighted sum of similarities into a weighted mean, so a heavy watcher's
-    scores are on the same scale as a light watcher's. Zero-ratio users get 0.
+    ``int_coef`` = 1 / sum of the user's watch ratios, the seed's per-user
+    factor, kept in the seed's file for its readers. Ranking does not read it:
+    the kernel normalises each user's (recency-decayed) weights itself, which is
+    the same thing when there is no decay. Zero-ratio users get 0.
     """
     g = interactions_upd.groupby(C.USER, sort=True)
     out = g.agg(

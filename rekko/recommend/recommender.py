@@ -41,8 +41,10 @@ log = logging.getLogger(__name__)
 
 _SIM_COLUMN = {"md": C.SIM_MD, "desc": C.SIM_DESC, "cf": C.SIM_CF}
 
-#: Users ranked per kernel call in batch: bounds the output block held in memory (users x n) at any n.
+#: Users ranked per kernel call in batch, at most; fewer when n is large (see BATCH_BLOCK_BYTES).
 BATCH_BLOCK = 65_536
+#: Memory one batch block of results may take: bounds batch memory at any n.
+BATCH_BLOCK_BYTES = 256 * 2**20
 
 
 def validate_n(n: object) -> int:
@@ -366,15 +368,19 @@ class Recommender:
         return Recommendations(int(user_id), items, cold_start=r.cold_start)
 
     def iter_recommend_all(
-        self, n: int, *, user_ids: np.ndarray | None = None, block_size: int = BATCH_BLOCK
+        self, n: int, *, user_ids: np.ndarray | None = None, block_size: int | None = None
     ) -> Iterator[pd.DataFrame]:
         """Top-n for many users, one frame per block of users (user_id, movie_id, score, rank).
 
         Unknown users get the cold-start list. Movie ids come as a categorical
         over the catalogue, so a block costs its users x n, not a string each.
+        Blocks hold at most :data:`BATCH_BLOCK_BYTES` of results (about 40
+        bytes per recommendation across the kernel's output and the frame).
         """
         n = validate_n(n)
         a = self.artifacts
+        if block_size is None:
+            block_size = int(min(BATCH_BLOCK, max(1, BATCH_BLOCK_BYTES // (40 * min(n, len(a.movie_ids) or 1)))))
         users = a.user_ids if user_ids is None else np.asarray(user_ids, dtype=np.int64)
         categories = pd.Index(np.asarray(a.movie_ids, dtype=object))
         for start in range(0, len(users), block_size):
@@ -392,7 +398,7 @@ class Recommender:
             )
 
     def recommend_all(self, n: int, *, user_ids: np.ndarray | None = None,
-                      block_size: int = BATCH_BLOCK) -> pd.DataFrame:
+                      block_size: int | None = None) -> pd.DataFrame:
         """Top-n for many users as one frame; see :meth:`iter_recommend_all`."""
         frames = list(self.iter_recommend_all(n, user_ids=user_ids, block_size=block_size))
         if not frames:
