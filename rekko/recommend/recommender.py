@@ -150,16 +150,29 @@ class Artifacts:
         manifest: Manifest | None = None,
     ) -> Artifacts:
         """Build from ``movies_md_upd`` and ``interactions_upd`` frames (movie order = movies rows)."""
-        movie_ids = movies[C.MOVIE].astype(str).to_numpy(dtype=object)
-        user_ids, history = history_from_frame(interactions, len(movie_ids))
+        user_ids, history = history_from_frame(interactions, len(movies))
+        return cls.from_movies(movies, user_ids, history, sims, manifest)
+
+    @classmethod
+    def from_movies(
+        cls,
+        movies: pd.DataFrame,
+        user_ids: np.ndarray,
+        history: History,
+        sims: dict[str, sp.csr_matrix],
+        manifest: Manifest | None = None,
+        sim_rows: np.ndarray | None = None,
+    ) -> Artifacts:
+        """Assemble from the movies frame (ids, titles, scores) and the parts already built."""
         return cls(
-            movie_ids=movie_ids,
+            movie_ids=movies[C.MOVIE].astype(str).to_numpy(dtype=object),
             titles=movies[C.TITLE].astype(str).to_numpy(dtype=object),
             movie_score=movies[C.MOVIE_SCORE].to_numpy(dtype=np.float32),
             user_ids=user_ids,
             history=history,
             sims={k: sp.csr_matrix(v, dtype=np.float32) for k, v in sims.items()},
             manifest=manifest,
+            sim_rows=sim_rows,
         )
 
 
@@ -250,22 +263,12 @@ def _load_users(paths: ArtifactPaths, manifest: Manifest, manifest_path: Path, s
         rows = _read_parquet(vf, paths.interactions_upd, _INTERACTION_COLUMNS, optional=(C.RECENCY_RANK,),
                              row_groups=_user_row_groups(pf, users))
     rows = rows[rows[C.USER].isin(users)]
-    movie_ids = movies[C.MOVIE].astype(str).to_numpy(dtype=object)
-    user_ids, history = history_from_frame(rows, len(movie_ids))
+    user_ids, history = history_from_frame(rows, len(movies))
     sims = {}
     for kind, path in sim_paths.items():
         with table.open(path, f"sim_{kind}") as vf:
-            sims[kind] = read_topk_rows(vf, manifest.artifacts[f"sim_{kind}"]["layout"], history.movie, len(movie_ids))
-    return Artifacts(
-        movie_ids=movie_ids,
-        titles=movies[C.TITLE].astype(str).to_numpy(dtype=object),
-        movie_score=movies[C.MOVIE_SCORE].to_numpy(dtype=np.float32),
-        user_ids=user_ids,
-        history=history,
-        sims=sims,
-        manifest=manifest,
-        sim_rows=history.movie,
-    )
+            sims[kind] = read_topk_rows(vf, manifest.artifacts[f"sim_{kind}"]["layout"], history.movie, len(movies))
+    return Artifacts.from_movies(movies, user_ids, history, sims, manifest, sim_rows=history.movie)
 
 
 @dataclass(frozen=True)
