@@ -251,8 +251,13 @@ def _compiled():
     import numba
 
     prange = numba.prange
-    _rank_queries_jit = numba.njit(cache=True, nogil=True)(_rank_queries)
-    return _rank_queries_jit, numba.njit(parallel=True, cache=True)(_rank_queries_parallel)
+    try:
+        _rank_queries_jit = numba.njit(cache=True, nogil=True)(_rank_queries)
+        parallel = numba.njit(parallel=True, cache=True)(_rank_queries_parallel)
+    except RuntimeError:  # no writable cache location (a read-only install and home): compile per process
+        _rank_queries_jit = numba.njit(nogil=True)(_rank_queries)
+        parallel = numba.njit(parallel=True)(_rank_queries_parallel)
+    return _rank_queries_jit, parallel
 
 
 # ----------------------------------------------------------------------------- the entry points
