@@ -14,6 +14,7 @@ import logging
 import sys
 import threading
 import time
+import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -47,9 +48,12 @@ from rekko.enrich.client import (
     DailyLimitReached,
     FetchResult,
 )
-from rekko.enrich.settings import EnrichSettings, redact
+from rekko.enrich.settings import EnrichSettings, Secret, redact
 
 log = logging.getLogger(__name__)
+#: After Ctrl-C / SIGTERM, answers in flight get this long to arrive; then their sockets are cut.
+#: Long enough for a normal answer, short enough that ``docker stop`` (10 s) never has to SIGKILL.
+STOP_GRACE_SECONDS = 2.0
 #: Periodic progress lines when there is no terminal for a bar; the CLI shows them by default.
 progress_log = logging.getLogger("rekko.enrich.progress")
 
@@ -64,7 +68,8 @@ class EnrichSummary:
     not_found: int
     errors: int
     remaining: int
-    stopped: str | None = None  # None, "daily_limit", "api_key_rejected", "access_denied", "interrupted"
+    stopped: str | None = None  # None, "daily_limit", "api_key_rejected", "access_denied", "redirect_refused",
+    # or "interrupted"
     requests: int = 0
     retries: int = 0
     seconds: float = 0.0
@@ -162,6 +167,21 @@ class _Progress:
             self.bar.close()
 
 
+def _unexpected(title: str, exc: Exception, key: Secret, *, first: bool) -> FetchResult:
+    """A bug hit one title: an error row, and a log line with the key scrubbed (the traceback once per run).
+
+    ``log.exception`` would print the exception's text raw, and third-party
+    messages may quote a header value; a traceback per title buries the log.
+    """
+    text = redact(f"{type(exc).__name__}: {exc}", key)
+    if first:
+        trace = redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), key)
+        log.error("unexpected failure for %r (a bug; the title is kept as an error):\n%s", title, trace.rstrip())
+    else:
+        log.error("unexpected failure for %r: %s", title, text)
+    return FetchResult(ERROR, error=f"internal error: {text}")
+
+
 def enrich_titles(
     titles: pd.DataFrame,
     cache_path: Path,
@@ -219,6 +239,7 @@ def _enrich_locked(
     stopped: str | None = None
     fatal: ApiStop | None = None
     interrupted = False
+    unexpected: set[str] = set()  # exception types already logged with a traceback
     stop = threading.Event()
     client = ApiClient(settings, stop=stop)
     writer = _CacheWriter(cache_path, cache, settings.flush_every)
@@ -233,6 +254,7 @@ def _enrich_locked(
     try:
         with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="rekko-enrich") as pool:
             pending: dict[Future[FetchResult], tuple[str, Any]] = {}
+            abort_at: float | None = None  # set on the first interrupt
 
             def top_up() -> None:
                 while not stop.is_set() and len(pending) < 2 * settings.concurrency:
@@ -246,7 +268,11 @@ def _enrich_locked(
             top_up()
             while pending:
                 try:
-                    done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    if abort_at is not None and time.monotonic() >= abort_at:
+                        abort_at = None
+                        log.warning("cutting %d requests still in flight", len(pending))
+                        client.abort_in_flight()
+                    done, _ = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
                     for fut in done:
                         title, year = pending.pop(fut)
                         try:
@@ -258,18 +284,23 @@ def _enrich_locked(
                             stop.set()
                             continue
                         except Exception as exc:  # noqa: BLE001 - one title's bug must not lose the run
-                            log.exception("unexpected failure for %r", title)
-                            result = FetchResult(
-                                ERROR, error=redact(f"internal error: {type(exc).__name__}: {exc}", settings.api_key)
-                            )
+                            kind = type(exc).__name__
+                            result = _unexpected(title, exc, settings.api_key, first=kind not in unexpected)
+                            unexpected.add(kind)
                         record(title, year, result)
                     top_up()
                 except KeyboardInterrupt:
-                    if interrupted:  # a second Ctrl-C: stop waiting, the finally still flushes
+                    if interrupted:  # a second Ctrl-C: stop waiting at all, the finally still flushes
+                        client.abort_in_flight()
                         raise
                     interrupted = True
                     stop.set()
-                    log.warning("interrupted: finishing %d requests in flight and saving", len(pending))
+                    abort_at = time.monotonic() + STOP_GRACE_SECONDS
+                    log.warning(
+                        "interrupted: saving; %d requests in flight get %.0f s to finish",
+                        len(pending),
+                        STOP_GRACE_SECONDS,
+                    )
     finally:
         stop.set()
         progress.close()
