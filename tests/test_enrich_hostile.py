@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import gzip
 import logging
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -278,3 +281,42 @@ def test_short_waits_stay_quiet(kp, caplog):
     with ApiClient(settings(kp, max_retries=1)) as client:
         assert client.fetch("Heat").status == FOUND
     assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+
+
+# -- the same over TLS, the real APIs' scheme ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 (needs the openssl command)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_deadline_cap_and_abort_cut_tls_connections_too(tls_files, monkeypatch):
+    """The watchdog shuts down the descriptor under an SSL socket; the worker must wake all the same."""
+    cert, key = tls_files
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)  # read once by the client: verification stays on
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    with ApiEmulator("kinopoisk", api_key=KEY, catalogue=CATALOGUE, tls=ctx) as api:
+        assert api.url.startswith("https://")
+        with ApiClient(settings(api)) as client:
+            assert client.fetch("Heat").status == FOUND
+            api.script("Heat", Reply(200, drip=0.1, drip_headers=True), Reply(200, filler=50_000_000))
+            res, elapsed = within(8, lambda: client.fetch("Heat"))
+            assert res.error.startswith("timeout") and elapsed < 3.0
+            assert "cap" in client.fetch("Heat").error
+            api.script("Heat", Reply(200, drip=1.0))
+            threading.Timer(0.5, client.abort_in_flight).start()
+            with pytest.raises(Cancelled):
+                within(5, lambda: client.fetch("Heat"))

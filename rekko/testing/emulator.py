@@ -17,6 +17,7 @@ before the client hung up (:attr:`ApiEmulator.deliveries`).
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections import Counter, deque
@@ -114,6 +115,7 @@ class ApiEmulator:
         latency: float = 0.0,
         daily_limit_after: int | None = None,
         description_chars: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if provider not in PATHS:
             raise ValueError(f"unknown provider {provider!r}")
@@ -124,6 +126,7 @@ class ApiEmulator:
         self.latency = latency
         self.description_chars = description_chars  # pad echoed descriptions to a realistic length
         self.daily_limit_after = daily_limit_after
+        self.tls = tls  # a server-side context: serve https (the real APIs' scheme)
         self.hits: Counter[str] = Counter()  # successful-or-not requests per query title
         self.statuses: Counter[int] = Counter()
         self.requests: list[dict[str, Any]] = []  # path, query, headers, arrival time of every request
@@ -150,6 +153,8 @@ class ApiEmulator:
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         server.daemon_threads = True
         server.request_queue_size = 128
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -159,7 +164,7 @@ class ApiEmulator:
     def url(self) -> str:
         assert self._server is not None, "start() the emulator first"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls is not None else 'http'}://{host}:{port}"
 
     def close(self) -> None:
         if self._server is not None:
@@ -275,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._send(reply, body, delivery)
             delivery.complete = True
-        except (BrokenPipeError, ConnectionResetError):  # the client timed out (or gave up) and left
+        except OSError:  # the client timed out (or gave up) and left: EPIPE, ECONNRESET, or a TLS EOF
             self.close_connection = True
         finally:
             delivery.ended = time.monotonic()
