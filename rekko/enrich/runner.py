@@ -2,8 +2,10 @@
 
 The main thread owns the cache; worker threads only talk HTTP. At most
 ``2 * concurrency`` titles are in flight, so a stop (401, daily limit, Ctrl-C)
-wastes little. Every ``flush_every`` answers go to a journal part beside the
-cache (atomic, O(batch)); the run folds them into the cache file when it ends.
+wastes little; every request has a total deadline, and on Ctrl-C or SIGTERM the
+ones still in flight after a short grace are cut, so a stop takes seconds. Every
+``flush_every`` answers go to a journal part beside the cache (atomic,
+O(batch)); the run folds them into the cache file when it ends.
 Killed with SIGKILL, a run loses at most the last unflushed batch, and the next
 run applies the journal and resumes without asking again what it holds.
 """
@@ -195,10 +197,12 @@ def enrich_titles(
 
     ``legacy_path``: the seed's ``Movies_r_d.xlsx``, migrated into the cache when
     the cache does not exist yet. ``limit`` asks at most that many titles.
-    Returns the summary; raises :class:`~rekko.enrich.client.ApiKeyRejected` /
-    ``ApiAccessDenied`` (after flushing) and re-raises ``KeyboardInterrupt``
-    (after flushing). A daily limit is a normal, early return. A second run on
-    the same cache at the same time is refused (:class:`CacheBusyError`).
+    Returns the summary; raises, after flushing, :class:`~rekko.enrich.client.ApiKeyRejected`
+    / ``ApiAccessDenied`` (exit code 2: fix the key), ``ApiRedirectRefused`` (exit
+    code 1) and ``KeyboardInterrupt`` (requests in flight get
+    :data:`STOP_GRACE_SECONDS`, then are cut). A daily limit -- or a 429 asking to
+    wait past the cap -- is a normal, early return. A second run on the same
+    cache at the same time is refused (:class:`CacheBusyError`).
     """
     with cache_lock(Path(cache_path)):
         return _enrich_locked(titles, Path(cache_path), settings, legacy_path=legacy_path, limit=limit, now=now)
