@@ -79,6 +79,12 @@ def test_options_override_env(monkeypatch):
     assert (s.provider, s.rate_limit, s.timeout) == ("tmdb", None, 3.0)
 
 
+def test_caps_are_options(monkeypatch):
+    monkeypatch.setenv("REKKO_API_KEY", KEY)
+    s = cli.settings_from_args(parse("--retry-after-cap", "30", "--max-body-bytes", "1000"))
+    assert (s.retry_after_cap, s.max_body_bytes) == (30.0, 1000)
+
+
 def test_run_without_key_is_a_config_error(monkeypatch, tmp_path):
     monkeypatch.delenv("REKKO_API_KEY", raising=False)
     with pytest.raises(ConfigError, match="REKKO_API_KEY is not set"):

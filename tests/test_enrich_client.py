@@ -25,7 +25,7 @@ from rekko.enrich.client import (
 )
 from rekko.testing.emulator import GARBAGE, SERVER_ERROR, WRONG_SHAPE, ApiEmulator, Reply, movie
 from rekko.enrich.settings import EnrichSettings
-from rekko.exceptions import EnrichmentError
+from rekko.exceptions import EnrichmentError, InputError
 
 KEY = "kp-SECRET-0123456789"
 CATALOGUE = {
@@ -198,6 +198,12 @@ def test_401_stops_at_once_without_the_key_in_the_message(kp):
     assert "wrong-key-XYZ" not in str(exc.value) and isinstance(exc.value, EnrichmentError)
 
 
+def test_a_rejected_key_is_bad_input_exit_2_and_other_stops_exit_1():
+    for stop in (ApiKeyRejected("x"), ApiAccessDenied("x")):
+        assert isinstance(stop, InputError) and stop.exit_code == 2  # the user must fix REKKO_API_KEY
+    assert DailyLimitReached("x").exit_code == 1 and not isinstance(DailyLimitReached("x"), InputError)
+
+
 def test_403_daily_limit_stops(kp):
     kp.daily_limit_after = 1
     with ApiClient(settings(kp)) as client:
@@ -258,7 +264,7 @@ def test_parse_retry_after():
     assert parse_retry_after("0.5") == 0.5
     assert parse_retry_after(format_datetime(now + timedelta(seconds=7), usegmt=True), now=now) == 7.0
     assert parse_retry_after("-5") == 0.0
-    assert parse_retry_after("99999") == 600.0
+    assert parse_retry_after("99999") == 99999.0  # uncapped: the client compares it with retry_after_cap
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
     assert parse_retry_after("nan") is None and parse_retry_after("inf") is None
 

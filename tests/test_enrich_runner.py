@@ -223,3 +223,20 @@ def test_a_second_run_on_the_same_cache_is_refused(kp, tmp_path):
         enrich_titles(pd.DataFrame({"title": ["Брат"]}), cache_path, settings(kp))
     assert kp.total_hits == 0
     assert enrich_titles(pd.DataFrame({"title": ["Брат"]}), cache_path, settings(kp)).found == 1  # released
+
+
+def test_an_unexpected_failure_is_logged_once_with_a_traceback_and_without_the_key(kp, tmp_path, caplog, monkeypatch):
+    from rekko.enrich.client import ApiClient
+
+    def broken(self, title, year=None):
+        raise ValueError(f"header value {KEY!r} is not valid")  # third-party messages may quote a header
+
+    monkeypatch.setattr(ApiClient, "fetch", broken)
+    titles = pd.DataFrame({"title": [f"T{i}" for i in range(5)]})
+    summary = enrich_titles(titles, tmp_path / "c.parquet", settings(kp))
+    assert summary.errors == 5
+    assert caplog.text.count("Traceback") == 1 and caplog.text.count("unexpected failure") == 5
+    assert KEY not in caplog.text and "***" in caplog.text
+    cache = load_cache(tmp_path / "c.parquet")
+    assert cache[C.ERROR].str.startswith("internal error: ValueError").all()
+    assert not cache[C.ERROR].str.contains(KEY, regex=False).any()

@@ -55,6 +55,9 @@ def test_missing_key_is_an_input_error_naming_the_variable():
         ({"not_found_max_age_days": -1.0}, "max age"),
         ({"progress": "fancy"}, "progress"),
         ({"log_every_seconds": -1.0}, "log interval"),
+        ({"retry_after_cap": 0}, "retry after cap"),
+        ({"retry_after_cap": float("inf")}, "retry after cap"),
+        ({"max_body_bytes": 0}, "max body bytes"),
     ],
 )
 def test_invalid_values_say_what_was_expected(kwargs, message):
@@ -85,3 +88,17 @@ def test_secret_equality_and_redact():
     assert Secret("a") == Secret("a") and Secret("a") != Secret("b")
     assert redact(f"boom {KEY} boom", Secret(KEY)) == "boom *** boom"
     assert redact("nothing", Secret(KEY)) == "nothing"
+
+
+def test_caps_default_to_120_s_and_5_mb():
+    s = EnrichSettings.from_env({"REKKO_API_KEY": KEY})
+    assert (s.retry_after_cap, s.max_body_bytes) == (120.0, 5_000_000)
+    assert EnrichSettings.from_env({"REKKO_API_KEY": KEY}, retry_after_cap=30.0).retry_after_cap == 30.0
+
+
+@pytest.mark.parametrize("key", ["ключ-0123456789", "clé-0123456789", "kp-\u00ad-soft-hyphen", "k\u200bey"])
+def test_a_key_a_header_cannot_carry_is_refused_without_echoing_it(key):
+    with pytest.raises(ConfigError, match="REKKO_API_KEY contains") as exc:
+        EnrichSettings(api_key=key)
+    assert exc.value.exit_code == 2
+    assert key not in str(exc.value) and "0123456789" not in str(exc.value) and "ключ" not in str(exc.value)

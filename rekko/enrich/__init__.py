@@ -7,13 +7,14 @@ Entry points for the pipeline and the CLI::
 """
 
 from rekko.enrich.cache import CacheBusyError, default_cache_path, migrate_legacy_file, read_cache_as_ratings
-from rekko.enrich.client import ApiAccessDenied, ApiKeyRejected, ApiStop, DailyLimitReached
+from rekko.enrich.client import ApiAccessDenied, ApiKeyRejected, ApiRedirectRefused, ApiStop, DailyLimitReached
 from rekko.enrich.runner import EnrichSummary, enrich_titles
 from rekko.enrich.settings import EnrichSettings, Secret
 
 __all__ = [
     "ApiAccessDenied",
     "ApiKeyRejected",
+    "ApiRedirectRefused",
     "ApiStop",
     "CacheBusyError",
     "DailyLimitReached",

@@ -59,7 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--concurrency", type=int, default=None, help="parallel requests (env REKKO_API_CONCURRENCY; default 4)"
     )
     parser.add_argument(
-        "--timeout", type=float, default=None, help="seconds per request (env REKKO_API_TIMEOUT; default 10)"
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds one request may take in all: connect, headers, body (env REKKO_API_TIMEOUT; default 10)",
     )
     parser.add_argument("--retries", type=int, default=None, help="retries per title on 5xx/429/timeouts (default 5)")
     parser.add_argument(
@@ -67,6 +70,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="first retry delay in seconds, doubled each retry (default 0.5)",
+    )
+    parser.add_argument(
+        "--retry-after-cap",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="longest Retry-After waited for; longer: a 429 stops the run, a 5xx fails the title (default 120)",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="largest API answer read; larger is an error for the title (default 5000000)",
     )
     parser.add_argument("--flush-every", type=int, default=None, help="write the cache every N answers (default 50)")
     parser.add_argument(
@@ -112,6 +129,8 @@ def settings_from_args(args: argparse.Namespace) -> EnrichSettings:
         timeout=args.timeout,
         max_retries=args.retries,
         backoff_base=args.backoff_base,
+        retry_after_cap=args.retry_after_cap,
+        max_body_bytes=args.max_body_bytes,
         flush_every=args.flush_every,
         not_found_max_age_days=args.not_found_max_age,
         progress=args.progress,
@@ -133,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         summary = enrich_titles(movies[columns], cache, settings, legacy_path=args.ratings, limit=args.limit)
     print(f"enrich: {summary}")
     print(f"cache: {cache}")
-    if summary.stopped == "daily_limit":
+    if summary.stopped == "daily_limit":  # also a 429 asking to wait longer than --retry-after-cap
         print(f"daily API limit reached: {summary.remaining} titles remain; run again when it resets")
     return 0
 

@@ -1,11 +1,15 @@
 """A dependable HTTP client for the movie APIs.
 
-Every request has a timeout; connection errors, timeouts, 5xx and 429 are retried
-with exponential backoff and jitter, honouring ``Retry-After``; a client-side rate
-limiter spaces requests across all worker threads. Two answers stop the whole run
-at once: 401 (the key is wrong -- retrying cannot help) and the provider's daily
-limit (402, or 403 "Вы израсходовали ваш суточный лимит"). Anything else that goes
-wrong with one title becomes an ``error`` result for that title, never a crash.
+Every request has a total deadline (connect, headers, redirects and body: see
+:mod:`rekko.enrich.transport`) and a cap on the size of its answer; connection
+errors, timeouts, 5xx and 429 are retried with exponential backoff and jitter,
+honouring ``Retry-After`` up to a cap; a client-side rate limiter spaces requests
+across all worker threads. Some answers stop the whole run at once: 401 or 403
+(the key is wrong or may not do this -- retrying cannot help), the provider's
+daily limit (402, 403 "Вы израсходовали ваш суточный лимит", or 429 asking to wait
+longer than the cap), and a redirect to another origin (refused so the key never
+leaves the configured host). Anything else that goes wrong with one title becomes
+an ``error`` result for that title, never a crash.
 
 The key lives only in request headers; messages built here never contain it.
 """
@@ -13,6 +17,7 @@ The key lives only in request headers; messages built here never contain it.
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import math
 import random
@@ -24,19 +29,31 @@ from datetime import datetime, timezone
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
 
-from rekko.enrich.providers import Candidate, Provider, ResponseShapeError, best_match, get_provider
-from rekko.enrich.settings import EnrichSettings, redact
-from rekko.exceptions import EnrichmentError
+from rekko.enrich import transport
+from rekko.enrich.providers import ApiRequest, Candidate, Provider, ResponseShapeError, best_match, get_provider
+from rekko.enrich.settings import ENV_KEY, ENV_URL, EnrichSettings, redact
+from rekko.enrich.transport import (
+    CANCELLED,
+    Aborted,
+    Answer,
+    BodyTooLarge,
+    CrossOriginRedirect,
+    Guard,
+    GuardedAdapter,
+    TooManyRedirects,
+    Watchdog,
+    guarded,
+)
+from rekko.exceptions import EnrichmentError, InputError
 
 log = logging.getLogger(__name__)
 
 FOUND = "found"
 NOT_FOUND = "not_found"
 ERROR = "error"
-#: A server asking us to wait longer than this is not waited for within one run.
-RETRY_AFTER_CAP = 600.0
+#: A wait longer than this (a Retry-After or a backoff) is logged at WARNING: the run looks stuck otherwise.
+LONG_WAIT_SECONDS = 5.0
 _BODY_SNIPPET = 200
 
 
@@ -46,16 +63,28 @@ class ApiStop(EnrichmentError):
     reason = "stopped"
 
 
-class ApiKeyRejected(ApiStop):
+class ApiKeyRejected(ApiStop, InputError):
+    """HTTP 401: the key is wrong; the user must fix ``REKKO_API_KEY`` (exit code 2)."""
+
     reason = "api_key_rejected"
+    exit_code = 2
 
 
-class ApiAccessDenied(ApiStop):
+class ApiAccessDenied(ApiStop, InputError):
+    """HTTP 403 that is not the daily limit: the key may not do this (exit code 2)."""
+
     reason = "access_denied"
+    exit_code = 2
 
 
 class DailyLimitReached(ApiStop):
     reason = "daily_limit"
+
+
+class ApiRedirectRefused(ApiStop):
+    """The API redirected to another origin; not followed, so the key stays with the configured one."""
+
+    reason = "redirect_refused"
 
 
 @dataclass(frozen=True)
@@ -121,7 +150,15 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
     if not math.isfinite(seconds):
         return None
-    return min(max(seconds, 0.0), RETRY_AFTER_CAP)
+    return max(seconds, 0.0)  # not capped here: the client decides what a wait too long means
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """An attempt worth repeating: what went wrong, and the server's ``Retry-After`` if it gave one."""
+
+    problem: str
+    retry_after: float | None = None
 
 
 class ApiClient:
@@ -148,6 +185,7 @@ class ApiClient:
         self._env = _environment(settings.base_url or self.provider.default_url)
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
+        self._watchdog = Watchdog()
         self.n_requests = 0
         self.n_retries = 0
 
@@ -160,7 +198,7 @@ class ApiClient:
             session.trust_env = False
             session.proxies = self._env["proxies"]
             session.verify = self._env["verify"]
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)  # retries are ours
+            adapter = GuardedAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)  # retries are ours
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             self._local.session = session
@@ -168,7 +206,17 @@ class ApiClient:
                 self._sessions.append(session)
         return session
 
+    def abort_in_flight(self) -> None:
+        """Stop now: cut every request in flight and refuse new ones (they end as :class:`Cancelled`).
+
+        For a run that must end within seconds (a second Ctrl-C, or SIGTERM after
+        its grace period) rather than wait for answers dripping in.
+        """
+        self.stop.set()
+        self._watchdog.trip_all(CANCELLED)
+
     def close(self) -> None:
+        self._watchdog.close()
         with self._lock:
             for s in self._sessions:
                 s.close()
@@ -189,8 +237,8 @@ class ApiClient:
     def fetch(self, title: str, year: int | None = None) -> FetchResult:
         """Ask the API about one title and pick the best match.
 
-        Raises :class:`ApiStop` (401, daily limit, access denied; it also sets the
-        shared stop event so no other worker starts a request) and
+        Raises :class:`ApiStop` (401/403, daily limit, cross-origin redirect; it
+        also sets the shared stop event so no other worker starts a request) and
         :class:`Cancelled` (the run is stopping); everything else is a result.
         """
         result = self._fetch(title, year, year)
@@ -203,7 +251,6 @@ class ApiClient:
 
     def _fetch(self, title: str, query_year: int | None, year: int | None) -> FetchResult:
         req = self.provider.build_request(self.settings.base_url, title, query_year, self.settings.api_key)
-        key = self.settings.api_key
         last_problem = "no attempt"
         attempts = 0
         for attempt in range(self.settings.max_retries + 1):
@@ -211,67 +258,133 @@ class ApiClient:
             attempts += 1
             with self._lock:
                 self.n_requests += 1
-            delay: float | None = None
-            try:
-                resp = self._session().get(
-                    req.url, params=req.params, headers=req.headers, timeout=self.settings.timeout
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                kind = "timeout" if isinstance(exc, requests.Timeout) else "connection error"
-                last_problem = f"{kind} ({type(exc).__name__})"
-            except requests.RequestException as exc:
-                return FetchResult(
-                    ERROR, error=redact(f"request failed: {type(exc).__name__}: {exc}", key), attempts=attempts
-                )
-            else:
-                with resp:
-                    status = resp.status_code
-                    if status == 401:
-                        self.stop.set()  # no other worker may start a request after this
-                        raise ApiKeyRejected(
-                            f"API key rejected by {self.provider.name} (HTTP 401): check REKKO_API_KEY"
-                        )
-                    if status in (402, 403):
-                        self.stop.set()
-                        body = redact(_snippet(resp), key)
-                        if self.provider.is_daily_limit(status, body):
-                            raise DailyLimitReached(
-                                f"{self.provider.name} daily request limit reached (HTTP {status}): {body}"
-                            )
-                        raise ApiAccessDenied(f"{self.provider.name} refused access (HTTP {status}): {body}")
-                    if status == 429 or status >= 500:
-                        last_problem = f"HTTP {status}"
-                        delay = parse_retry_after(resp.headers.get("Retry-After"))
-                        if delay is not None:
-                            delay *= 1.0 + 0.1 * self._rng.random()  # spread the herd a little
-                            if status == 429:
-                                self.limiter.pause_until(time.monotonic() + delay)
-                    elif not 200 <= status < 300:
-                        return FetchResult(
-                            ERROR, error=redact(f"HTTP {status}: {_snippet(resp)}", key), attempts=attempts
-                        )
-                    else:
-                        return self._parse(resp, title, year, attempts)
+            outcome = self._attempt(req, title, year, attempts)
+            if isinstance(outcome, FetchResult):
+                return outcome
+            last_problem = outcome.problem
             if attempt == self.settings.max_retries:
                 break
-            if delay is None:
-                delay = self.backoff(attempt)
             with self._lock:
                 self.n_retries += 1
-            log.debug("retrying %r in %.3fs after %s", title, delay, last_problem)
-            if self.stop.wait(delay):
-                raise Cancelled
+            self._wait(title, last_problem, outcome.retry_after, attempt)
         return FetchResult(ERROR, error=f"{last_problem} after {attempts} attempts", attempts=attempts)
 
-    def _parse(self, resp: requests.Response, title: str, year: int | None, attempts: int) -> FetchResult:
+    def _wait(self, title: str, problem: str, retry_after: float | None, attempt: int) -> None:
+        """Sleep before the next attempt (or :class:`Cancelled`); a long wait is a WARNING, or the run looks hung."""
+        delay = retry_after if retry_after is not None else self.backoff(attempt)
+        source = "the server's Retry-After" if retry_after is not None else "backoff"
+        level = logging.WARNING if delay > LONG_WAIT_SECONDS else logging.DEBUG
+        log.log(
+            level,
+            "waiting %.1f s before asking %s about %r again (%s; %s)",
+            delay,
+            self.provider.name,
+            title,
+            problem,
+            source,
+        )
+        if self.stop.wait(delay):
+            raise Cancelled
+
+    def _attempt(self, req: ApiRequest, title: str, year: int | None, attempts: int) -> FetchResult | _Retry:
+        """One HTTP exchange: a result, a reason to retry, or :class:`ApiStop` / :class:`Cancelled`."""
+        guard = Guard(time.monotonic() + self.settings.timeout)
         try:
-            payload = resp.json()
-        except ValueError:
-            return FetchResult(
-                ERROR,
-                error=redact(f"malformed JSON body: {_snippet(resp)!r}", self.settings.api_key),
-                attempts=attempts,
+            with guarded(guard, self._watchdog):
+                answer = transport.get(
+                    self._session(),
+                    req.url,
+                    params=req.params,
+                    headers=req.headers,
+                    guard=guard,
+                    timeout=self.settings.timeout,
+                    max_body=self.settings.max_body_bytes,
+                )
+        except Aborted as exc:
+            if exc.reason == CANCELLED:
+                raise Cancelled from None
+            return _Retry(f"timeout (no complete answer within {self.settings.timeout:g} s)")
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+            kind = "timeout" if isinstance(exc, requests.Timeout) else "connection error"
+            return _Retry(f"{kind} ({type(exc).__name__})")
+        except BodyTooLarge as exc:
+            return FetchResult(ERROR, error=f"refused: {exc}", attempts=attempts)
+        except TooManyRedirects as exc:
+            return FetchResult(ERROR, error=str(exc), attempts=attempts)
+        except CrossOriginRedirect as exc:
+            self.stop.set()
+            raise ApiRedirectRefused(
+                f"{self.provider.name} answered {exc} (another origin); not followed so that the API key stays "
+                f"with {transport.origin_text(req.url)}. If the API has moved, set {ENV_URL} or --api-url "
+                "to its new address"
+            ) from None
+        except requests.RequestException as exc:
+            error = redact(f"request failed: {type(exc).__name__}: {exc}", self.settings.api_key)
+            return FetchResult(ERROR, error=error, attempts=attempts)
+        return self._judge(answer, title, year, attempts)
+
+    def _judge(self, answer: Answer, title: str, year: int | None, attempts: int) -> FetchResult | _Retry:
+        """What a complete answer means for this title (or for the whole run)."""
+        status = answer.status
+        if status == 401:
+            self.stop.set()  # no other worker may start a request after this
+            raise ApiKeyRejected(f"API key rejected by {self.provider.name} (HTTP 401): check {ENV_KEY}")
+        if status in (402, 403):
+            self.stop.set()
+            body = redact(_snippet(answer.text()), self.settings.api_key)
+            if self.provider.is_daily_limit(status, body):
+                raise DailyLimitReached(f"{self.provider.name} daily request limit reached (HTTP {status}): {body}")
+            raise ApiAccessDenied(
+                f"{self.provider.name} refused access with this API key (HTTP {status}): {body}; "
+                f"check {ENV_KEY} and what the key is allowed to do"
             )
+        if status == 429 or status >= 500:
+            return self._retry_later(answer, title, attempts)
+        if not 200 <= status < 300:
+            error = redact(f"HTTP {status}: {_snippet(answer.text())}", self.settings.api_key)
+            return FetchResult(ERROR, error=error, attempts=attempts)
+        return self._parse(answer.body, title, year, attempts)
+
+    def _retry_later(self, answer: Answer, title: str, attempts: int) -> FetchResult | _Retry:
+        """429/5xx: retry, after ``Retry-After`` when given -- unless it asks for more than the cap.
+
+        Sleeping an hour inside a run looks like a hang and holds the cache lock;
+        past the cap a 429 is the quota used up (stop, like the daily limit) and a
+        5xx is an error for this title, asked again next run.
+        """
+        status, cap = answer.status, self.settings.retry_after_cap
+        wait = parse_retry_after(answer.headers.get("Retry-After"))
+        if wait is None:
+            return _Retry(f"HTTP {status}")
+        if wait > cap:
+            if status == 429:
+                self.stop.set()
+                raise DailyLimitReached(
+                    f"{self.provider.name} asks to wait {wait:.0f} s before the next request (HTTP 429 Retry-After), "
+                    f"more than the {cap:g} s cap (--retry-after-cap): taken as the request quota used up"
+                )
+            log.warning(
+                "%s answered HTTP %d for %r asking to retry in %.0f s, more than the %g s cap (--retry-after-cap): "
+                "not waiting; the title is kept as an error and asked again next run",
+                self.provider.name,
+                status,
+                title,
+                wait,
+                cap,
+            )
+            error = f"HTTP {status} with Retry-After {wait:.0f} s, over the {cap:g} s cap: not waited for"
+            return FetchResult(ERROR, error=error, attempts=attempts)
+        wait *= 1.0 + 0.1 * self._rng.random()  # spread the herd a little
+        if status == 429:
+            self.limiter.pause_until(time.monotonic() + wait)
+        return _Retry(f"HTTP {status}", wait)
+
+    def _parse(self, body: bytes, title: str, year: int | None, attempts: int) -> FetchResult:
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than the parser goes
+            text = redact(_snippet(body.decode("utf-8", errors="replace")), self.settings.api_key)
+            return FetchResult(ERROR, error=f"malformed JSON body: {text!r}", attempts=attempts)
         try:
             candidates = self.provider.parse(payload)
         except ResponseShapeError as exc:
@@ -287,11 +400,7 @@ class ApiClient:
         return FetchResult(FOUND, candidate=match, n_candidates=len(candidates), attempts=attempts)
 
 
-def _snippet(resp: requests.Response) -> str:
-    try:
-        text = resp.text
-    except Exception:  # noqa: BLE001 - undecodable bytes are still worth a short message
-        text = repr(resp.content[:_BODY_SNIPPET])
+def _snippet(text: str) -> str:
     text = " ".join(text.split())
     return text[:_BODY_SNIPPET] + ("..." if len(text) > _BODY_SNIPPET else "")
 

@@ -2,8 +2,10 @@
 
 The main thread owns the cache; worker threads only talk HTTP. At most
 ``2 * concurrency`` titles are in flight, so a stop (401, daily limit, Ctrl-C)
-wastes little. Every ``flush_every`` answers go to a journal part beside the
-cache (atomic, O(batch)); the run folds them into the cache file when it ends.
+wastes little; every request has a total deadline, and on Ctrl-C or SIGTERM the
+ones still in flight after a short grace are cut, so a stop takes seconds. Every
+``flush_every`` answers go to a journal part beside the cache (atomic,
+O(batch)); the run folds them into the cache file when it ends.
 Killed with SIGKILL, a run loses at most the last unflushed batch, and the next
 run applies the journal and resumes without asking again what it holds.
 """
@@ -14,6 +16,7 @@ import logging
 import sys
 import threading
 import time
+import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -47,9 +50,12 @@ from rekko.enrich.client import (
     DailyLimitReached,
     FetchResult,
 )
-from rekko.enrich.settings import EnrichSettings, redact
+from rekko.enrich.settings import EnrichSettings, Secret, redact
 
 log = logging.getLogger(__name__)
+#: After Ctrl-C / SIGTERM, answers in flight get this long to arrive; then their sockets are cut.
+#: Long enough for a normal answer, short enough that ``docker stop`` (10 s) never has to SIGKILL.
+STOP_GRACE_SECONDS = 2.0
 #: Periodic progress lines when there is no terminal for a bar; the CLI shows them by default.
 progress_log = logging.getLogger("rekko.enrich.progress")
 
@@ -64,7 +70,8 @@ class EnrichSummary:
     not_found: int
     errors: int
     remaining: int
-    stopped: str | None = None  # None, "daily_limit", "api_key_rejected", "access_denied", "interrupted"
+    stopped: str | None = None  # None, "daily_limit", "api_key_rejected", "access_denied", "redirect_refused",
+    # or "interrupted"
     requests: int = 0
     retries: int = 0
     seconds: float = 0.0
@@ -162,6 +169,21 @@ class _Progress:
             self.bar.close()
 
 
+def _unexpected(title: str, exc: Exception, key: Secret, *, first: bool) -> FetchResult:
+    """A bug hit one title: an error row, and a log line with the key scrubbed (the traceback once per run).
+
+    ``log.exception`` would print the exception's text raw, and third-party
+    messages may quote a header value; a traceback per title buries the log.
+    """
+    text = redact(f"{type(exc).__name__}: {exc}", key)
+    if first:
+        trace = redact("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)), key)
+        log.error("unexpected failure for %r (a bug; the title is kept as an error):\n%s", title, trace.rstrip())
+    else:
+        log.error("unexpected failure for %r: %s", title, text)
+    return FetchResult(ERROR, error=f"internal error: {text}")
+
+
 def enrich_titles(
     titles: pd.DataFrame,
     cache_path: Path,
@@ -175,10 +197,12 @@ def enrich_titles(
 
     ``legacy_path``: the seed's ``Movies_r_d.xlsx``, migrated into the cache when
     the cache does not exist yet. ``limit`` asks at most that many titles.
-    Returns the summary; raises :class:`~rekko.enrich.client.ApiKeyRejected` /
-    ``ApiAccessDenied`` (after flushing) and re-raises ``KeyboardInterrupt``
-    (after flushing). A daily limit is a normal, early return. A second run on
-    the same cache at the same time is refused (:class:`CacheBusyError`).
+    Returns the summary; raises, after flushing, :class:`~rekko.enrich.client.ApiKeyRejected`
+    / ``ApiAccessDenied`` (exit code 2: fix the key), ``ApiRedirectRefused`` (exit
+    code 1) and ``KeyboardInterrupt`` (requests in flight get
+    :data:`STOP_GRACE_SECONDS`, then are cut). A daily limit -- or a 429 asking to
+    wait past the cap -- is a normal, early return. A second run on the same
+    cache at the same time is refused (:class:`CacheBusyError`).
     """
     with cache_lock(Path(cache_path)):
         return _enrich_locked(titles, Path(cache_path), settings, legacy_path=legacy_path, limit=limit, now=now)
@@ -219,6 +243,7 @@ def _enrich_locked(
     stopped: str | None = None
     fatal: ApiStop | None = None
     interrupted = False
+    unexpected: set[str] = set()  # exception types already logged with a traceback
     stop = threading.Event()
     client = ApiClient(settings, stop=stop)
     writer = _CacheWriter(cache_path, cache, settings.flush_every)
@@ -233,6 +258,7 @@ def _enrich_locked(
     try:
         with ThreadPoolExecutor(max_workers=settings.concurrency, thread_name_prefix="rekko-enrich") as pool:
             pending: dict[Future[FetchResult], tuple[str, Any]] = {}
+            abort_at: float | None = None  # set on the first interrupt
 
             def top_up() -> None:
                 while not stop.is_set() and len(pending) < 2 * settings.concurrency:
@@ -246,7 +272,11 @@ def _enrich_locked(
             top_up()
             while pending:
                 try:
-                    done, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    if abort_at is not None and time.monotonic() >= abort_at:
+                        abort_at = None
+                        log.warning("cutting %d requests still in flight", len(pending))
+                        client.abort_in_flight()
+                    done, _ = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
                     for fut in done:
                         title, year = pending.pop(fut)
                         try:
@@ -258,18 +288,23 @@ def _enrich_locked(
                             stop.set()
                             continue
                         except Exception as exc:  # noqa: BLE001 - one title's bug must not lose the run
-                            log.exception("unexpected failure for %r", title)
-                            result = FetchResult(
-                                ERROR, error=redact(f"internal error: {type(exc).__name__}: {exc}", settings.api_key)
-                            )
+                            kind = type(exc).__name__
+                            result = _unexpected(title, exc, settings.api_key, first=kind not in unexpected)
+                            unexpected.add(kind)
                         record(title, year, result)
                     top_up()
                 except KeyboardInterrupt:
-                    if interrupted:  # a second Ctrl-C: stop waiting, the finally still flushes
+                    if interrupted:  # a second Ctrl-C: stop waiting at all, the finally still flushes
+                        client.abort_in_flight()
                         raise
                     interrupted = True
                     stop.set()
-                    log.warning("interrupted: finishing %d requests in flight and saving", len(pending))
+                    abort_at = time.monotonic() + STOP_GRACE_SECONDS
+                    log.warning(
+                        "interrupted: saving; %d requests in flight get %.0f s to finish",
+                        len(pending),
+                        STOP_GRACE_SECONDS,
+                    )
     finally:
         stop.set()
         progress.close()

@@ -61,6 +61,9 @@ class EnrichSettings:
     """Everything the enrichment client needs; validated on construction.
 
     ``rate_limit`` is requests per second across all workers (``None`` = off);
+    ``timeout`` is the total time one request may take (connect, headers, body);
+    ``retry_after_cap`` is the longest ``Retry-After`` waited for within a run;
+    ``max_body_bytes`` is the largest answer read (a search answer is a few KB);
     ``not_found_max_age_days`` is how long a "not found" answer is trusted before
     the title is asked again; errors are always retried on the next run.
     """
@@ -74,6 +77,8 @@ class EnrichSettings:
     max_retries: int = 5
     backoff_base: float = 0.5
     backoff_max: float = 30.0
+    retry_after_cap: float = 120.0
+    max_body_bytes: int = 5_000_000
     flush_every: int = 50
     not_found_max_age_days: float = 30.0
     progress: str = "auto"
@@ -85,9 +90,7 @@ class EnrichSettings:
         key = self.api_key.reveal()
         if not key:
             raise ConfigError(f"{ENV_KEY} is empty: set it to your API key to enrich movies from the API")
-        if any(ch.isspace() or not ch.isprintable() for ch in key):
-            # requests would echo the header value in its error message: refuse early, without echoing it
-            raise ConfigError(f"{ENV_KEY} contains whitespace or control characters; expected a bare token")
+        _check_key(key)
         if self.provider not in PROVIDERS:
             raise ConfigError(f"unknown API provider {self.provider!r}; expected one of {', '.join(PROVIDERS)}")
         if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
@@ -98,9 +101,10 @@ class EnrichSettings:
             object.__setattr__(self, "rate_limit", None)
         _positive_int("concurrency", self.concurrency)
         _positive_int("flush size", self.flush_every)
+        _positive_int("max body bytes", self.max_body_bytes)
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
             raise ConfigError(f"max retries must be an integer >= 0, got {self.max_retries!r}")
-        for name in ("timeout", "backoff_max"):
+        for name in ("timeout", "backoff_max", "retry_after_cap"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name.replace('_', ' ')} must be a positive number of seconds, got {value!r}")
@@ -151,6 +155,26 @@ class EnrichSettings:
     def with_(self, **changes: Any) -> EnrichSettings:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
+
+
+def _check_key(key: str) -> None:
+    """Refuse, once and before any request, a key an HTTP header cannot carry -- without echoing it.
+
+    A header value must be latin-1 (http.client) without CR/LF (requests, which
+    would echo the value in its error); a non-ASCII key failed once per title, with
+    a traceback each. API keys are ASCII tokens, so anything else is a typo or a
+    paste accident: say where, not what.
+    """
+    for pos, ch in enumerate(key, 1):
+        if ch.isspace() or not ch.isprintable():
+            raise ConfigError(
+                f"{ENV_KEY} contains whitespace or control characters (character {pos}); expected a bare token"
+            )
+        if not ch.isascii():
+            raise ConfigError(
+                f"{ENV_KEY} contains a non-ASCII character (character {pos}), which an HTTP "
+                "header cannot carry; expected the ASCII token your provider issued (a paste or keyboard-layout slip?)"
+            )
 
 
 def _positive_int(name: str, value: object) -> None:

@@ -4,8 +4,11 @@ A threaded HTTP server on 127.0.0.1 that answers Kinopoisk's and TMDB's search
 endpoints from an in-memory catalogue, checks the key the way each provider does
 (401 otherwise), and can be scripted per title to misbehave: 429 bursts with
 ``Retry-After``, 500s, answers slower than any timeout, garbage bodies, wrong
-JSON shapes, and a daily limit after N requests. It counts every hit per title,
-which is how tests prove a resumed run never asks twice.
+JSON shapes, redirects, a daily limit after N requests, and the hostile answers a
+client must survive: bodies dripped a byte at a time, a stall after the headers,
+huge or endless bodies. It counts every hit per title, which is how tests prove a
+resumed run never asks twice, and records how many bytes each answer delivered
+before the client hung up (:attr:`ApiEmulator.deliveries`).
 
     with ApiEmulator("kinopoisk", api_key="k", catalogue={"Брат": [movie(1, "Брат", 1997, 8.3)]}) as api:
         settings = EnrichSettings(api_key="k", base_url=api.url)
@@ -14,17 +17,20 @@ which is how tests prove a resumed run never asks twice.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 DAILY_LIMIT_BODY = {"statusCode": 403, "message": "Вы израсходовали ваш суточный лимит", "error": "Forbidden"}
 PATHS = {"kinopoisk": "/v1.4/movie/search", "tmdb": "/3/search/movie"}
+#: An "endless" body ends after this much anyway, so a client without a size cap cannot eat the test machine.
+ENDLESS_SAFETY_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -56,12 +62,38 @@ def movie(
 
 @dataclass(frozen=True)
 class Reply:
-    """A scripted answer: a status, a body (bytes or JSON-able), headers, and a delay before answering."""
+    """A scripted answer: a status, a body (bytes or JSON-able), headers, and a delay before answering.
+
+    The hostile options: ``drip`` seconds between single bytes (of the body, and of
+    the status line and headers too with ``drip_headers``); ``stall`` seconds of
+    silence after the headers; ``filler`` bytes of padding instead of the body
+    (declared in ``Content-Length``); ``endless``: a chunked body that never ends.
+    """
 
     status: int = 200
     body: Any = None  # None: the normal search answer
     headers: Mapping[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    drip: float = 0.0
+    drip_headers: bool = False
+    stall: float = 0.0
+    filler: int | None = None
+    endless: bool = False
+
+    @property
+    def hostile(self) -> bool:
+        return bool(self.drip or self.stall or self.endless or self.filler is not None)
+
+
+@dataclass
+class Delivery:
+    """How much of one answer reached the socket: ``complete`` is false when the client hung up first."""
+
+    title: str
+    status: int
+    sent: int = 0
+    complete: bool = False
+    ended: float | None = None  # monotonic time the server stopped writing (done or the client left)
 
 
 TOO_MANY = Reply(429, {"message": "Too Many Requests"}, {"Retry-After": "0.05"})
@@ -83,6 +115,7 @@ class ApiEmulator:
         latency: float = 0.0,
         daily_limit_after: int | None = None,
         description_chars: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if provider not in PATHS:
             raise ValueError(f"unknown provider {provider!r}")
@@ -93,9 +126,11 @@ class ApiEmulator:
         self.latency = latency
         self.description_chars = description_chars  # pad echoed descriptions to a realistic length
         self.daily_limit_after = daily_limit_after
+        self.tls = tls  # a server-side context: serve https (the real APIs' scheme)
         self.hits: Counter[str] = Counter()  # successful-or-not requests per query title
         self.statuses: Counter[int] = Counter()
         self.requests: list[dict[str, Any]] = []  # path, query, headers, arrival time of every request
+        self.deliveries: list[Delivery] = []  # one per answer, in the order answers started
         self._scripts: dict[str, deque[Reply]] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -118,6 +153,8 @@ class ApiEmulator:
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         server.daemon_threads = True
         server.request_queue_size = 128
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -127,7 +164,7 @@ class ApiEmulator:
     def url(self) -> str:
         assert self._server is not None, "start() the emulator first"
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{'https' if self.tls is not None else 'http'}://{host}:{port}"
 
     def close(self) -> None:
         if self._server is not None:
@@ -171,8 +208,7 @@ class ApiEmulator:
         if self.provider == "tmdb" and year_param:
             movies = [m for m in movies if m.year == int(year_param)]
         body = self._render(movies)
-        delay = scripted.delay if scripted is not None else 0.0
-        return Reply(scripted.status if scripted else 200, body, scripted.headers if scripted else {}, delay)
+        return replace(scripted, body=body) if scripted is not None else Reply(200, body)
 
     def _description(self, title: str) -> str:
         text = f"About {title}."
@@ -234,18 +270,64 @@ class _Handler(BaseHTTPRequestHandler):
         if delay:
             time.sleep(delay)
         body = reply.body if isinstance(reply.body, bytes) else json.dumps(reply.body, ensure_ascii=False).encode()
+        delivery = Delivery(title=(parse_qs(parts.query).get("query") or [""])[0], status=reply.status)
         with self.api._lock:
             self.api.statuses[reply.status] += 1
+            self.api.deliveries.append(delivery)
         try:
-            self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            for k, v in reply.headers.items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
+            if reply.hostile:
+                self._send_hostile(reply, body, delivery)
+            else:
+                self._send(reply, body, delivery)
+            delivery.complete = True
+        except OSError:  # the client timed out (or gave up) and left: EPIPE, ECONNRESET, or a TLS EOF
             self.close_connection = True
+        finally:
+            delivery.ended = time.monotonic()
+
+    def _head(self, reply: Reply, length: int | None) -> bytes:
+        lines = [f"HTTP/1.1 {reply.status} {self.responses.get(reply.status, ('',))[0]}"]
+        lines.append("Content-Type: application/json; charset=utf-8")
+        lines.append(f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked")
+        lines += [f"{k}: {v}" for k, v in reply.headers.items()]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    def _send(self, reply: Reply, body: bytes, delivery: Delivery) -> None:
+        self.wfile.write(self._head(reply, len(body)))
+        self.wfile.write(body)
+        delivery.sent += len(body)
+
+    def _send_hostile(self, reply: Reply, body: bytes, delivery: Delivery) -> None:
+        """Answer like a slow, stalled or flooding server; stops when the client hangs up."""
+        self.close_connection = True  # whatever the client saw, this connection is not reused
+        length = None if reply.endless else reply.filler if reply.filler is not None else len(body)
+        self._write(self._head(reply, length), reply.drip if reply.drip_headers else 0.0, None)
+        if reply.stall:
+            time.sleep(reply.stall)
+        if reply.endless:
+            chunk = b" " * (1 if reply.drip else 65536)
+            framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+            while delivery.sent < ENDLESS_SAFETY_BYTES:
+                self._write(framed, reply.drip, None)
+                delivery.sent += len(chunk)
+            self._write(b"0\r\n\r\n", 0.0, None)
+        elif reply.filler is not None:  # JSON whitespace: harmless, but too much of it; never held in memory
+            piece = b" " * (1 if reply.drip else 65536)
+            while delivery.sent < reply.filler:
+                self._write(piece[: reply.filler - delivery.sent], reply.drip, delivery)
+        else:
+            self._write(body, reply.drip, delivery)
+
+    def _write(self, data: bytes, drip: float, delivery: Delivery | None) -> None:
+        step = 1 if drip else 65536
+        for i in range(0, len(data), step):
+            piece = data[i : i + step]
+            self.wfile.write(piece)
+            self.wfile.flush()
+            if delivery is not None:
+                delivery.sent += len(piece)
+            if drip:
+                time.sleep(drip)
 
     def log_message(self, format: str, *args: Any) -> None:  # silence per-request stderr lines
         pass
