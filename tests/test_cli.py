@@ -176,3 +176,29 @@ def test_help_everywhere(tiny_dir, cli, capsys):
 def test_bad_argument_message_names_the_problem(built):
     proc = run_cli(["recommend", "-u", "1", "-n", "0"], built)
     assert proc.returncode == 2 and "integer >= 1, got 0" in proc.stderr
+
+
+# -- input limits: zip bombs and huge values give a quick, short, exit-2 answer ------------------
+def test_xlsx_zip_bomb_exits_2_quickly_with_one_short_line(tiny_dir):
+    import time
+
+    from tests.test_io import make_bomb_xlsx
+
+    make_bomb_xlsx(tiny_dir / "data/Movies_r_d.xlsx", cell_bytes=50 << 20)
+    t0 = time.perf_counter()
+    proc = run_cli(["pipeline"], tiny_dir)
+    assert time.perf_counter() - t0 < 30
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and len(errors[0]) < 600, proc.stderr[:2000]
+    assert "data/Movies_r_d.xlsx" in errors[0] and "zip bomb" in errors[0]
+    assert not (tiny_dir / "matrix").exists()
+
+
+def test_a_5mb_column_name_gives_a_short_error_line(tiny_dir):
+    df = tiny_interactions().rename(columns={"movie_id": "m" * (5 << 20)})
+    df.to_csv(tiny_dir / "data/inter.csv", index=False)
+    proc = run_cli(["pipeline", "--interactions", "data/inter.csv"], tiny_dir)
+    assert proc.returncode == 2
+    assert "Missed columns ['movie_id']" in proc.stderr and "data/inter.csv" in proc.stderr
+    assert len(proc.stderr) < 3_000 and len(proc.stderr.strip().splitlines()) == 1

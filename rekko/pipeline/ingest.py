@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from rekko.columns import INTERACTIONS_REQUIRED, LIST_COLUMNS, MOVIES_REQUIRED, Columns as C
-from rekko.exceptions import DataValidationError, MissingColumnsError
+from rekko.exceptions import DataValidationError, MissingColumnsError, quote
 from rekko.io import read_table
 from rekko.pipeline.ratings import clean_ratings
 
@@ -59,7 +59,7 @@ def numeric_column(
     not_number = present & values.isna().to_numpy()
     if not_number.any():
         raise DataValidationError(
-            f"expected numbers, got {raw[not_number].iloc[0]!r}",
+            f"expected numbers, got {quote(raw[not_number].iloc[0])}",
             path=str(path),
             column=column,
             example=_example(df, not_number),
@@ -138,7 +138,7 @@ def _watch_datetime(df: pd.DataFrame, path: str | Path) -> pd.Series:
         dt = pd.to_datetime(raw, errors="coerce", format="mixed")
     bad = dt.isna().to_numpy() & raw.notna().to_numpy()
     if bad.any():
-        raise DataValidationError(f"not a date: {raw[bad].iloc[0]!r}", path=str(path), column=column,
+        raise DataValidationError(f"not a date: {quote(raw[bad].iloc[0])}", path=str(path), column=column,
                                   example=_example(df, bad))
     return dt.astype("datetime64[ns]")
 
@@ -201,7 +201,7 @@ def validate_movies(raw: pd.DataFrame, path: str | Path = "movies metadata") -> 
     dup = df[C.MOVIE].duplicated(keep=False).to_numpy()
     if dup.any():
         raise DataValidationError(
-            f"duplicate movie_id {df.loc[dup, C.MOVIE].iloc[0]!r} ({int(df[C.MOVIE].duplicated().sum())} duplicates)",
+            f"duplicate movie_id {quote(df.loc[dup, C.MOVIE].iloc[0])} ({int(df[C.MOVIE].duplicated().sum())} duplicates)",
             path=str(path),
             column=C.MOVIE,
             example=_example(raw, dup),
