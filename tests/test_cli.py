@@ -202,3 +202,30 @@ def test_a_5mb_column_name_gives_a_short_error_line(tiny_dir):
     assert proc.returncode == 2
     assert "Missed columns ['movie_id']" in proc.stderr and "data/inter.csv" in proc.stderr
     assert len(proc.stderr) < 3_000 and len(proc.stderr.strip().splitlines()) == 1
+
+
+# -- user ids are exact 64-bit integers end to end ----------------------------------------------
+def test_user_ids_beyond_2_53_survive_pipeline_and_recommend(tiny_dir):
+    big = 2**53
+    inter = tiny_interactions()
+    inter["user_id"] = [big, big, big + 1, 2, 2, 3, 3]  # big watched Матрица, big + 1 watched Брат
+    inter.to_parquet(tiny_dir / "data/interactions.parquet", index=False)
+    proc = run_cli(["pipeline"], tiny_dir)
+    assert proc.returncode == 0, proc.stderr
+    stored = pd.read_parquet(tiny_dir / "data/interactions_upd.parquet")
+    assert {big, big + 1} <= set(stored["user_id"].tolist())
+    assert stored.loc[stored.user_id == big + 1, "movie_id"].astype(str).tolist() == ["m4"]
+    proc = run_cli(["recommend", "-u", str(big + 1), "-n", "1", "--format", "json", "--no-pred"], tiny_dir)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert rows[0]["user_id"] == big + 1 and not rows[0]["cold_start"] and rows[0]["movie_id"] == "m5"
+
+
+def test_user_id_beyond_int64_in_a_csv_exits_2_quoting_the_row(tiny_dir):
+    inter = tiny_interactions().astype({"user_id": object})
+    inter.loc[4, "user_id"] = 2**70
+    inter.to_csv(tiny_dir / "data/inter.csv", index=False)
+    proc = run_cli(["pipeline", "--interactions", "data/inter.csv"], tiny_dir)
+    assert proc.returncode == 2
+    assert "data/inter.csv" in proc.stderr and str(2**70) in proc.stderr and "'movie_id': 'm2'" in proc.stderr
+    assert not (tiny_dir / "matrix").exists()
