@@ -18,7 +18,8 @@ import pandas as pd
 
 from rekko import __version__
 from rekko.columns import Columns as C
-from rekko.exceptions import ConfigError, RekkoError
+from rekko.exceptions import ConfigError, RekkoError, quote
+from rekko.ids import INTEGER_TEXT, check_range
 from rekko.io import atomic_open, write_table
 from rekko.paths import ArtifactPaths, PipelinePaths
 
@@ -83,10 +84,19 @@ def positive_int(text: str) -> int:
 
 
 def user_id_type(text: str) -> int:
-    try:
-        return int(str(text).strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"user id must be an integer, got {text!r}") from None
+    """A user id argument: ASCII digits with an optional sign, inside int64 (how the pipeline stores ids).
+
+    Checked here so an id no artifact can hold is an argument error (exit 2,
+    "out of range"), not an overflow deep in the artifact reader. ``int()``
+    alone would also take ``1_000`` and non-ASCII digits.
+    """
+    stripped = str(text).strip()
+    if not INTEGER_TEXT.fullmatch(stripped):
+        raise argparse.ArgumentTypeError(f"user id must be an integer, got {quote(text)}")
+    value = check_range(int(stripped))
+    if isinstance(value, str):
+        raise argparse.ArgumentTypeError(value)
+    return value
 
 
 # -- pipeline -------------------------------------------------------------------

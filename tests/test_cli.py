@@ -229,3 +229,26 @@ def test_user_id_beyond_int64_in_a_csv_exits_2_quoting_the_row(tiny_dir):
     assert proc.returncode == 2
     assert "data/inter.csv" in proc.stderr and str(2**70) in proc.stderr and "'movie_id': 'm2'" in proc.stderr
     assert not (tiny_dir / "matrix").exists()
+
+
+@pytest.mark.parametrize("command", ["recommend", "demo"])
+@pytest.mark.parametrize("user", ["99999999999999999999", str(2**63), str(-(2**63) - 1)])
+def test_user_id_beyond_int64_is_an_argument_error(tiny_dir, command, user):
+    proc = run_cli([command, "-u", user, "--format", "json"], tiny_dir)
+    assert proc.returncode == 2
+    assert "user id out of range" in proc.stderr and user in proc.stderr
+    assert "Rerun the pipeline" not in proc.stderr and "OverflowError" not in proc.stderr
+
+
+@pytest.mark.parametrize("user", ["1_000", "١٢", "7.0", ""])
+def test_user_id_must_be_plain_ascii_digits(tiny_dir, cli, user):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["recommend", "-u", user], tiny_dir)
+    assert exit_info.value.code == 2
+
+
+def test_negative_and_extreme_user_ids_are_accepted(built):
+    for user in ("-5", str(2**63 - 1), str(-(2**63))):
+        proc = run_cli(["recommend", "-u", user, "-n", "1", "--no-pred", "--format", "json"], built)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)[0]["user_id"] == int(user)

@@ -12,9 +12,7 @@ column and an example row, before anything is written. Canonical forms:
 
 from __future__ import annotations
 
-import decimal
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,17 +21,13 @@ import pandas as pd
 
 from rekko.columns import INTERACTIONS_REQUIRED, LIST_COLUMNS, MOVIES_REQUIRED, Columns as C
 from rekko.exceptions import DataValidationError, MissingColumnsError, quote
+from rekko.ids import INT64_MAX, parse_user_id
 from rekko.io import read_table
 from rekko.pipeline.ratings import clean_ratings
 
 log = logging.getLogger(__name__)
 
 _TIMESTAMP_ALIASES = (C.DATETIME, "timestamp", "watch_dt", "date")
-
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-#: From here on float64 no longer holds every integer: 2**53 and 2**53 + 1 are the same float.
-FLOAT_EXACT_LIMIT = 2**53
-_INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
 
 
 def _example(df: pd.DataFrame, mask: np.ndarray | pd.Series) -> dict[str, object]:
@@ -150,45 +144,6 @@ def _watch_datetime(df: pd.DataFrame, path: str | Path) -> pd.Series:
     return dt.astype("datetime64[ns]")
 
 
-def _user_id_from_float(value: float) -> int | str:
-    """An id that travelled as a float: the integer, or why it is not one.
-
-    Beyond 2**53 a float may already be a neighbouring id rounded (2**53 + 1
-    reads back as 2**53), so such ids are refused rather than guessed.
-    """
-    if not np.isfinite(value) or value != np.floor(value):
-        return f"expected integer user ids, got {quote(value)}"
-    if abs(value) >= FLOAT_EXACT_LIMIT:
-        return (f"user id {value:.0f} arrived as a floating-point number, which cannot tell ids beyond 2**53 "
-                "apart (2**53 and 2**53+1 are one float): store user ids as integers")
-    return int(value)
-
-
-def _user_id_from_value(value: object) -> int | str:
-    """One distinct raw user id as an exact Python int, or the reason it is not a valid id."""
-    if isinstance(value, (bool, np.bool_)):
-        return f"expected integer user ids, got {quote(value)}"
-    if isinstance(value, (int, np.integer)):
-        number = int(value)
-    elif isinstance(value, decimal.Decimal):
-        if not value.is_finite() or value != value.to_integral_value():
-            return f"expected integer user ids, got {quote(value)}"
-        number = int(value)
-    elif isinstance(value, (float, np.floating)):
-        return _user_id_from_float(float(value))
-    elif isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip()):
-        number = int(value.strip())
-    else:
-        try:
-            return _user_id_from_float(float(str(value).strip()))
-        except ValueError:
-            return f"expected numbers, got {quote(value)}"
-    if not INT64_MIN <= number <= INT64_MAX:
-        return (f"user id {quote(number)} is outside the 64-bit integer range rekko stores ids in "
-                f"({INT64_MIN}..{INT64_MAX})")
-    return number
-
-
 def user_id_column(df: pd.DataFrame, column: str, path: str | Path) -> np.ndarray:
     """User ids as exact int64, whatever column type they arrived in.
 
@@ -206,11 +161,11 @@ def user_id_column(df: pd.DataFrame, column: str, path: str | Path) -> np.ndarra
     if pd.api.types.is_unsigned_integer_dtype(raw.dtype):
         too_big = (raw > INT64_MAX).to_numpy()
         if too_big.any():
-            raise DataValidationError(_user_id_from_value(int(raw[too_big].iloc[0])), path=str(path),
+            raise DataValidationError(str(parse_user_id(int(raw[too_big].iloc[0]))), path=str(path),
                                       column=column, example=_example(df, too_big))
         return raw.to_numpy(dtype=np.int64)
     codes, uniques = pd.factorize(raw.astype(object) if pd.api.types.is_bool_dtype(raw.dtype) else raw)
-    parsed = [_user_id_from_value(v) for v in np.asarray(uniques, dtype=object)]
+    parsed = [parse_user_id(v) for v in np.asarray(uniques, dtype=object)]
     for i, value in enumerate(parsed):
         if isinstance(value, str):
             raise DataValidationError(value, path=str(path), column=column, example=_example(df, codes == i))
