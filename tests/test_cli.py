@@ -252,3 +252,21 @@ def test_negative_and_extreme_user_ids_are_accepted(built):
         proc = run_cli(["recommend", "-u", user, "-n", "1", "--no-pred", "--format", "json"], built)
         assert proc.returncode == 0, proc.stderr
         assert json.loads(proc.stdout)[0]["user_id"] == int(user)
+
+
+def test_overflowing_watch_minutes_exit_2_without_a_numpy_warning(tiny_dir):
+    inter = tiny_interactions()
+    inter.loc[[0, 1], "watch_duration_minutes"] = 1e308
+    inter.to_parquet(tiny_dir / "data/interactions.parquet", index=False)
+    proc = run_cli(["pipeline"], tiny_dir)
+    assert proc.returncode == 2, proc.stderr
+    assert "sum to infinity" in proc.stderr and "data/interactions.parquet" in proc.stderr
+    assert "Warning" not in proc.stderr and not (tiny_dir / "matrix").exists()
+
+
+def test_year_zero_exits_2(tiny_dir):
+    inter = tiny_interactions()
+    inter.loc[2, "year"] = 0
+    inter.to_parquet(tiny_dir / "data/interactions.parquet", index=False)
+    proc = run_cli(["pipeline"], tiny_dir)
+    assert proc.returncode == 2 and "outside the years 1900..2100" in proc.stderr

@@ -183,3 +183,53 @@ def test_decimal_user_ids_from_parquet_are_exact(tmp_path):
     table = table.set_column(table.schema.get_field_index("user_id"), "user_id", ids)
     pq.write_table(table, tmp_path / "i.parquet")
     assert load_interactions(tmp_path / "i.parquet")["user_id"].tolist() == [BIG + 1, 2, 3]
+
+
+# -- watch minutes and dates: finite sums, plausible years ---------------------------------------
+def test_watch_minutes_whose_sum_overflows_are_bad_input(recwarn):
+    raw = tiny_interactions()
+    raw.loc[[0, 1], "watch_duration_minutes"] = 1e308  # user 1, m1: two sessions that sum to inf
+    with pytest.raises(DataValidationError) as err:
+        validate_interactions(raw, "inter.parquet")
+    msg = str(err.value)
+    assert "inter.parquet" in msg and "'watch_duration_minutes'" in msg and "user 1" in msg and "'m1'" in msg
+    assert "1e+308" in msg and "example row" in msg
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_watch_minutes_of_one_user_overflowing_across_movies_are_bad_input():
+    raw = tiny_interactions()
+    raw.loc[[0, 2], "watch_duration_minutes"] = 1e308  # user 1: m1 and m4, each finite, the user total is not
+    with pytest.raises(DataValidationError, match=r"user 1 .*sum to infinity"):
+        validate_interactions(raw, "inter.parquet")
+
+
+def test_large_but_finite_minutes_pass():
+    raw = tiny_interactions()
+    raw.loc[0, "watch_duration_minutes"] = 1e300
+    assert validate_interactions(raw)["watch_duration_minutes"].max() == 1e300
+
+
+@pytest.mark.parametrize("year", [0, 1, 1899, 2101, 9999])
+def test_watch_years_outside_1900_2100_are_bad_input(year):
+    raw = tiny_interactions()
+    raw.loc[3, "year"] = year
+    with pytest.raises(DataValidationError) as err:
+        validate_interactions(raw, "inter.parquet")
+    msg = str(err.value)
+    assert "1900..2100" in msg and "'year/month/day'" in msg and "'movie_id': 'm3'" in msg
+
+
+@pytest.mark.parametrize("stamp", ["1899-12-31 23:59", "2101-01-01", "0001-01-01"])
+def test_timestamps_outside_1900_2100_are_bad_input(stamp):
+    raw = tiny_interactions().drop(columns=["year", "month", "day"]).assign(timestamp="2021-03-04 10:00")
+    raw.loc[2, "timestamp"] = stamp
+    with pytest.raises(DataValidationError, match=r"'timestamp'.*'movie_id': 'm4'"):
+        validate_interactions(raw, "inter.parquet")
+
+
+@pytest.mark.parametrize("year", [1900, 2100])
+def test_boundary_years_pass(year):
+    raw = tiny_interactions()
+    raw["year"] = year
+    assert (validate_interactions(raw)["last_watch_dt"].dt.year == year).all()

@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 _TIMESTAMP_ALIASES = (C.DATETIME, "timestamp", "watch_dt", "date")
 
+#: Watch dates outside these years (inclusive) are typos or placeholders (year 0, 9999), not watches.
+WATCH_YEARS = (1900, 2100)
+#: Below this total no sum of non-negative minutes can overflow, so the per-user check is skipped.
+_SAFE_MINUTES_TOTAL = 1e300
+
 
 def _example(df: pd.DataFrame, mask: np.ndarray | pd.Series) -> dict[str, object]:
     """The first row where ``mask`` holds, as a plain dict for messages."""
@@ -128,6 +133,7 @@ def _watch_datetime(df: pd.DataFrame, path: str | Path) -> pd.Series:
         if bad.any():
             raise DataValidationError("not a valid date", path=str(path), column=f"{C.YEAR}/{C.MONTH}/{C.DAY}",
                                       example=_example(df, bad))
+        _check_watch_years(dt, df, path, f"{C.YEAR}/{C.MONTH}/{C.DAY}")
         return dt
     column = next((c for c in _TIMESTAMP_ALIASES if c in df.columns), None)
     if column is None:
@@ -141,7 +147,53 @@ def _watch_datetime(df: pd.DataFrame, path: str | Path) -> pd.Series:
     if bad.any():
         raise DataValidationError(f"not a date: {quote(raw[bad].iloc[0])}", path=str(path), column=column,
                                   example=_example(df, bad))
+    _check_watch_years(dt, df, path, column)
     return dt.astype("datetime64[ns]")
+
+
+def _check_watch_years(dt: pd.Series, df: pd.DataFrame, path: str | Path, column: str) -> None:
+    """Refuse watch dates outside :data:`WATCH_YEARS`.
+
+    Year 0 or 9999 is a placeholder, and one such date would anchor every
+    recency weight of its user; it is bad input like any other bad cell, not
+    a row to drop quietly.
+    """
+    first, last = WATCH_YEARS
+    years = dt.dt.year.to_numpy(dtype="float64", na_value=np.nan)
+    outside = (years < first) | (years > last)
+    if outside.any():
+        raise DataValidationError(
+            f"watch date {dt[outside].iloc[0]} is outside the years {first}..{last}",
+            path=str(path), column=column, example=_example(df, outside))
+
+
+def _check_minute_sums(raw: pd.DataFrame, user: np.ndarray, movie: pd.Categorical, minutes: np.ndarray,
+                       path: str | Path) -> None:
+    """Refuse minutes whose sums overflow to infinity, per (user, movie) and per user.
+
+    The features stage sums sessions per user and movie and minutes per user;
+    1e308 twice is inf, which used to print a raw numpy warning and store inf.
+    Minutes are non-negative, so a finite grand total well below the float
+    maximum proves every partial sum finite and the grouped sums are skipped.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(minutes.sum())
+        if total < _SAFE_MINUTES_TOTAL:
+            return
+        frame = pd.DataFrame({"user": user, "movie": movie.codes, "minutes": minutes})
+        per_pair = frame.groupby(["user", "movie"])["minutes"].transform("sum").to_numpy()
+        per_user = frame.groupby("user")["minutes"].transform("sum").to_numpy()
+    for sums, scope in ((per_pair, "pair"), (per_user, "user")):
+        bad = ~np.isfinite(sums)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            rows = int((user == user[i]).sum()) if scope == "user" else int(
+                ((user == user[i]) & (movie.codes == movie.codes[i])).sum())
+            where = f"on movie {quote(movie[i])} " if scope == "pair" else ""
+            raise DataValidationError(
+                f"watch minutes of user {user[i]} {where}sum to infinity over {rows} rows "
+                f"(e.g. {quote(minutes[i])}): expected minutes a person can watch",
+                path=str(path), column=C.WATCHED_MINUTES, example=_example(raw, bad))
 
 
 def user_id_column(df: pd.DataFrame, column: str, path: str | Path) -> np.ndarray:
@@ -178,12 +230,14 @@ def validate_interactions(raw: pd.DataFrame, path: str | Path = "interactions") 
     if raw.empty:
         raise DataValidationError("no interactions: the file has no rows", path=str(path))
     user = user_id_column(raw, C.USER, path)
-    minutes = numeric_column(raw, C.WATCHED_MINUTES, path, allow_missing=False)
+    minutes = numeric_column(raw, C.WATCHED_MINUTES, path, allow_missing=False).to_numpy()
+    movie = categorical_ids(raw, C.MOVIE, path)
+    _check_minute_sums(raw, user, movie, minutes, path)
     return pd.DataFrame(
         {
             C.USER: user,
-            C.MOVIE: categorical_ids(raw, C.MOVIE, path),
-            C.WATCHED_MINUTES: minutes.to_numpy(),
+            C.MOVIE: movie,
+            C.WATCHED_MINUTES: minutes,
             C.DATETIME: _watch_datetime(raw, path).to_numpy(),
         }
     )
