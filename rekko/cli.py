@@ -21,6 +21,7 @@ from rekko.columns import Columns as C
 from rekko.exceptions import ConfigError, RekkoError, quote
 from rekko.ids import INTEGER_TEXT, check_range
 from rekko.io import atomic_open, write_table
+from rekko.locking import DEFAULT_LOCK_TIMEOUT
 from rekko.paths import ArtifactPaths, PipelinePaths
 
 log = logging.getLogger("rekko")
@@ -68,10 +69,24 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", "--top-k", type=int, default=100, help="neighbours kept per movie (default: 100)")
     parser.add_argument("--default-params", action="store_true",
                         help="use the built-in blend even if `rekko tune` stored tuned parameters in the manifest")
+    parser.add_argument("--lock-timeout", type=seconds_type, default=DEFAULT_LOCK_TIMEOUT, metavar="SECONDS",
+                        help="how long to wait for another pipeline writing the same artifacts, then exit 2 "
+                             f"(default: {DEFAULT_LOCK_TIMEOUT:g}; 0 = do not wait)")
 
 
 def pipeline_paths(args: argparse.Namespace) -> PipelinePaths:
     return PipelinePaths(**{dest: getattr(args, dest) for _, dest, _ in _PIPELINE_OPTIONS})
+
+
+def seconds_type(text: str) -> float:
+    """A duration argument: a finite number of seconds >= 0."""
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        value = float("nan")
+    if not (0 <= value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {quote(text)}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -102,9 +117,12 @@ def user_id_type(text: str) -> int:
 # -- pipeline -------------------------------------------------------------------
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from rekko.pipeline import run_with_enrichment
+    from rekko.pipeline.outputs import check_outputs
 
     paths = pipeline_paths(args)
-    result, manifest = run_with_enrichment(paths, top_k=args.top_k, keep_tuned=not args.default_params)
+    check_outputs(paths)  # before enrichment's network traffic, not only before the write
+    result, manifest = run_with_enrichment(paths, top_k=args.top_k, keep_tuned=not args.default_params,
+                                           lock_timeout=args.lock_timeout)
     counts = result.counts
     print(
         f"pipeline: {counts['movies']} movies, {counts['users']} users, "

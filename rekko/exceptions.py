@@ -141,6 +141,15 @@ class InputFileError(InputError):
     """An input file is missing, has an unknown extension or cannot be parsed."""
 
 
+class OutputPathError(InputError):
+    """A pipeline output cannot go where it was asked to: two outputs on one file, an output on an input,
+    a folder that cannot be written. Raised before anything is removed or written."""
+
+
+class OutputLockedError(InputError):
+    """Another process holds the lock of the artifact set this run would write."""
+
+
 class ArtifactError(InputError):
     """Pipeline artifacts are missing, stale, tampered with or mismatched.
 

@@ -270,3 +270,45 @@ def test_year_zero_exits_2(tiny_dir):
     inter.to_parquet(tiny_dir / "data/interactions.parquet", index=False)
     proc = run_cli(["pipeline"], tiny_dir)
     assert proc.returncode == 2 and "outside the years 1900..2100" in proc.stderr
+
+
+# -- output paths that collide are refused before anything is read or written --------------------
+def _snapshot(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+COLLISIONS = {
+    "two outputs on one file": (["--sim-md", "matrix/x.pkl", "--sim-desc", "matrix/x.pkl"],
+                                "--sim-desc (P9) and --sim-md (P8) are the same file"),
+    "output on an input": (["--movies-rd", "data/interactions.parquet"],
+                           "--movies-rd (P4) data/interactions.parquet is the --interactions (P1) input"),
+    "output on the manifest": (["--sim-desc", "matrix/manifest.json"], "the manifest (beside --sim-md) and"),
+    "output on the co-watching matrix": (["--sim-desc", "matrix/cos_sim_cf.pkl"], "cos_sim_cf.pkl (beside --sim-md)"),
+    "same file spelled twice": (["--int-coef", "data/../data/./movies_rd.parquet"], "are the same file"),
+    "output on the API cache": (["--movies-rd", "data/api_cache.parquet"], "the API cache (beside --ratings)"),
+    "output is a folder": (["--movies-upd", "data"], "is a folder"),
+    "unknown table extension": (["--int-coef", "data/int_coef.json"], "unknown extension '.json'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COLLISIONS))
+def test_colliding_outputs_exit_2_and_change_nothing(built, cli, case):
+    args, fragment = COLLISIONS[case]
+    before = _snapshot(built)
+    proc = cli(["pipeline", *args], built)
+    assert proc.returncode == 2, proc.stderr
+    assert fragment in proc.stderr
+    assert _snapshot(built) == before
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_an_output_linked_to_an_input_is_the_input(tiny_dir, cli, link):
+    import os
+
+    target = tiny_dir / "data/interactions.parquet"
+    alias = tiny_dir / "data/alias.parquet"
+    (os.symlink if link == "symlink" else os.link)(target, alias)
+    before = target.read_bytes()
+    proc = cli(["pipeline", "--interactions-upd", "data/alias.parquet"], tiny_dir)
+    assert proc.returncode == 2 and "is the --interactions (P1) input" in proc.stderr
+    assert target.read_bytes() == before and not (tiny_dir / "matrix").exists()

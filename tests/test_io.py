@@ -106,3 +106,59 @@ def test_the_shipped_sample_xlsx_passes_the_archive_check():
     if not sample.exists():
         pytest.skip("embedded sample not generated")
     check_xlsx_archive(sample)
+
+
+# -- staged writes, unwritable folders, stale temporary files ------------------------------------
+from rekko.exceptions import OutputPathError  # noqa: E402
+from rekko.io import StagedFiles, check_writable_folder, remove_stale_temp_files  # noqa: E402
+
+
+def test_staged_files_replace_nothing_until_published(tmp_path):
+    a, b = tmp_path / "a.txt", tmp_path / "sub" / "b.txt"
+    a.write_text("old a")
+    with pytest.raises(RuntimeError):
+        with StagedFiles() as staged:
+            staged.stage(a).write_text("new a")
+            staged.stage(b).write_text("new b")
+            raise RuntimeError("crash before publishing")
+    assert a.read_text() == "old a" and not b.exists()
+    assert not list(tmp_path.rglob("*.tmp"))
+    with StagedFiles() as staged:
+        staged.stage(a).write_text("new a")
+        staged.stage(b).write_text("new b")
+        staged.publish()
+    assert a.read_text() == "new a" and b.read_text() == "new b" and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_temp_names_carry_the_writer_pid(tmp_path):
+    with StagedFiles() as staged:
+        tmp = staged.stage(tmp_path / "x.parquet")
+        assert tmp.name.startswith(f".x.parquet.{os.getpid()}.") and tmp.suffix == ".tmp"
+
+
+def test_atomic_write_under_a_file_is_an_output_path_error(tmp_path):
+    (tmp_path / "blocker").write_text("file")
+    with pytest.raises(OutputPathError, match="blocker is not writable"):
+        with atomic_open(tmp_path / "blocker" / "x.csv", "w") as fh:
+            fh.write("never")
+
+
+def test_writable_check_creates_nothing_unless_asked(tmp_path):
+    check_writable_folder(tmp_path / "new" / "deeper", what="x", create=False)
+    assert list(tmp_path.iterdir()) == []
+    check_writable_folder(tmp_path / "new" / "deeper", what="x", create=True)
+    assert (tmp_path / "new" / "deeper").is_dir() and list((tmp_path / "new" / "deeper").iterdir()) == []
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputPathError, match="is a file, not a folder"):
+        check_writable_folder(tmp_path / "file" / "sub", what="x", create=False)
+
+
+def test_stale_temp_removal_keeps_live_writers_and_other_names(tmp_path):
+    target = tmp_path / "t.parquet"
+    dead = tmp_path / f".t.parquet.{4_194_304 + 9}.aaaa.tmp"
+    mine = tmp_path / f".t.parquet.{os.getpid()}.bbbb.tmp"  # this process: not writing it yet, so stale
+    other = tmp_path / ".u.parquet.1.cccc.tmp"
+    for p in (dead, mine, other):
+        p.write_text("")
+    assert sorted(remove_stale_temp_files([target])) == sorted([dead, mine])
+    assert other.exists()
