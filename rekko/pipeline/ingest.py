@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rekko.columns import INTERACTIONS_REQUIRED, LIST_COLUMNS, MOVIES_REQUIRED, Columns as C
+from rekko.columns import INTERACTIONS_REQUIRED, LIST_COLUMNS, MOVIES_REQUIRED
+from rekko.columns import Columns as C
 from rekko.exceptions import DataValidationError, MissingColumnsError, quote
 from rekko.ids import INT64_MAX, parse_user_id
 from rekko.io import read_table
@@ -280,7 +281,8 @@ def validate_movies(raw: pd.DataFrame, path: str | Path = "movies metadata") -> 
     dup = df[C.MOVIE].duplicated(keep=False).to_numpy()
     if dup.any():
         raise DataValidationError(
-            f"duplicate movie_id {quote(df.loc[dup, C.MOVIE].iloc[0])} ({int(df[C.MOVIE].duplicated().sum())} duplicates)",
+            f"duplicate movie_id {quote(df.loc[dup, C.MOVIE].iloc[0])} "
+            f"({int(df[C.MOVIE].duplicated().sum())} duplicates)",
             path=str(path),
             column=C.MOVIE,
             example=_example(raw, dup),

@@ -18,11 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rekko.pipeline import ingest
-from rekko.artifacts import Manifest, describe_file, write_manifest
+from rekko.artifacts import Manifest, TopKSimilarity, describe_file, topk_to_bytes, write_manifest
+from rekko.columns import LIST_COLUMNS
+from rekko.columns import Columns as C
 from rekko.config import PipelineConfig, RekkoParams, SimilarityConfig
+from rekko.io import StagedFiles, remove_stale_temp_files, sha256_file, table_format, write_frame
+from rekko.locking import DEFAULT_LOCK_TIMEOUT, exclusive_lock
+from rekko.paths import PipelinePaths
+from rekko.pipeline import ingest
 from rekko.pipeline.collaborative import item_item_similarity, recency_rank
-from rekko.columns import LIST_COLUMNS, Columns as C
 from rekko.pipeline.features import (
     aggregate_sessions,
     attach_movie_index,
@@ -31,12 +35,8 @@ from rekko.pipeline.features import (
     user_features,
     watch_ratio,
 )
-from rekko.io import StagedFiles, remove_stale_temp_files, sha256_file, table_format, write_frame
-from rekko.locking import DEFAULT_LOCK_TIMEOUT, exclusive_lock
-from rekko.paths import PipelinePaths
 from rekko.pipeline.outputs import check_output_folders, check_output_paths, check_outputs
 from rekko.pipeline.ratings import attach_ratings
-from rekko.artifacts import TopKSimilarity, topk_to_bytes
 from rekko.pipeline.similarity import content_similarities
 
 log = logging.getLogger(__name__)
