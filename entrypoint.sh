@@ -8,7 +8,7 @@
 #   demo       no P variables at all
 #   serve      REKKO_MODE=serve: the HTTP API on ${PORT:-80}; P3..P7 as in recommend mode
 #
-# The mode is guessed from P1 (a whole number -> recommend, a path -> pipeline) unless
+# The mode is guessed from P1 (a whole number, e.g. 42 or -5 -> recommend; a path -> pipeline) unless
 # REKKO_MODE=pipeline|recommend|demo|serve says otherwise. Arguments given to the container go
 # straight to the rekko CLI (`docker run rekko recommend --user-id 7`), ignoring P1..P9, except
 # options (`-e P1=7 -e P2=5 rekko --format json`): those are added to the mode's command.
@@ -56,8 +56,10 @@ clean() {
   printf '%s' "$value"
 }
 
+# A whole number, negative ones included: the pipeline, the CLI and the artifacts take any
+# 64-bit id; the CLI says when one is out of range.
 is_user_id() {
-  [[ "$1" =~ ^[0-9]+$ ]]
+  [[ "$1" =~ ^-?[0-9]+$ ]]
 }
 
 is_path() {

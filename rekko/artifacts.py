@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from rekko import __version__
 from rekko.exceptions import ArtifactError, UnsafePickleError
 from rekko.io import atomic_open
+from rekko.paths import CHUNK_TABLE_NAME
 
 SCHEMA_VERSION = 1
 TOPK_FORMAT = "rekko.topk-similarity/1"
@@ -138,7 +139,6 @@ def read_topk(path: Path, expected_sha256: str | None) -> TopKSimilarity:
 
 #: Bytes per verified chunk: the one-user path hashes whole chunks around what it reads.
 CHUNK_SIZE = 1 << 14
-CHUNK_TABLE_NAME = "manifest.chunks"
 _HEX = frozenset("0123456789abcdef")
 
 

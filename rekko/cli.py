@@ -23,8 +23,10 @@ from rekko.cli_args import (
 from rekko.columns import Columns as C
 from rekko.enrich import cli as enrich_cli
 from rekko.evaluation import cli as evaluation_cli
-from rekko.exceptions import ConfigError, RekkoError
+from rekko.exceptions import ConfigError, RekkoError, quote
+from rekko.ids import INTEGER_TEXT, check_range
 from rekko.importers import cli as importers_cli
+from rekko.locking import DEFAULT_LOCK_TIMEOUT
 from rekko.paths import PipelinePaths
 from rekko.serve import cli as serve_cli
 
@@ -36,7 +38,21 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", "--top-k", type=int, default=100, help="neighbours kept per movie (default: 100)")
     parser.add_argument("--default-params", action="store_true",
                         help="use the built-in blend even if `rekko tune` stored tuned parameters in the manifest")
+    parser.add_argument("--lock-timeout", type=seconds_type, default=DEFAULT_LOCK_TIMEOUT, metavar="SECONDS",
+                        help="how long to wait for another pipeline writing the same artifacts, then exit 2 "
+                             f"(default: {DEFAULT_LOCK_TIMEOUT:g}; 0 = do not wait)")
 
+
+
+def seconds_type(text: str) -> float:
+    """A duration argument: a finite number of seconds >= 0."""
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        value = float("nan")
+    if not (0 <= value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {quote(text)}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -49,18 +65,30 @@ def positive_int(text: str) -> int:
 
 
 def user_id_type(text: str) -> int:
-    try:
-        return int(str(text).strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"user id must be an integer, got {text!r}") from None
+    """A user id argument: ASCII digits with an optional sign, inside int64 (how the pipeline stores ids).
+
+    Checked here so an id no artifact can hold is an argument error (exit 2,
+    "out of range"), not an overflow deep in the artifact reader. ``int()``
+    alone would also take ``1_000`` and non-ASCII digits.
+    """
+    stripped = str(text).strip()
+    if not INTEGER_TEXT.fullmatch(stripped):
+        raise argparse.ArgumentTypeError(f"user id must be an integer, got {quote(text)}")
+    value = check_range(int(stripped))
+    if isinstance(value, str):
+        raise argparse.ArgumentTypeError(value)
+    return value
 
 
 # -- pipeline -------------------------------------------------------------------
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from rekko.pipeline import run_with_enrichment
+    from rekko.pipeline.outputs import check_outputs
 
     paths = pipeline_paths(args)
-    result, manifest = run_with_enrichment(paths, top_k=args.top_k, keep_tuned=not args.default_params)
+    check_outputs(paths)  # before enrichment's network traffic, not only before the write
+    result, manifest = run_with_enrichment(paths, top_k=args.top_k, keep_tuned=not args.default_params,
+                                           lock_timeout=args.lock_timeout)
     counts = result.counts
     print(
         f"pipeline: {counts['movies']} movies, {counts['users']} users, "

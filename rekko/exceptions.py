@@ -6,13 +6,91 @@ code; everything else is a bug and exits 1 with a traceback hint.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+
+#: Longest rendering of one value quoted in a message (a cell, a column name, a path).
+MAX_QUOTED_CHARS = 200
+#: Longest rendering of an example row or a list of found columns.
+MAX_EXAMPLE_CHARS = 1_000
+#: Longest message any :class:`RekkoError` prints: the backstop for text rekko did not format itself.
+MAX_MESSAGE_CHARS = 2_000
+
+_LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+
+
+def shorten(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was.
+
+    Input values end up in messages; a 5 MB cell must not become a 5 MB line
+    on the terminal or in a log collector.
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def one_line(text: str) -> str:
+    """Line breaks (with the blanks around them) folded into single spaces: one message, one log line."""
+    return _LINE_BREAKS.sub(" ", text)
+
+
+def quote(value: object, limit: int = MAX_QUOTED_CHARS) -> str:
+    """A value as messages show it: ``repr`` for text, plain numbers, at most ``limit`` characters, one line.
+
+    numpy scalars print as the number they hold (``3``, not ``np.int64(3)``);
+    a long string is cut before ``repr`` so a huge cell is never copied whole.
+    """
+    item = getattr(value, "item", None)
+    if type(value).__module__ == "numpy" and callable(item) and getattr(value, "ndim", None) == 0:
+        value = item()
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}… ({len(value):,} characters)"
+    return one_line(shorten(repr(value), limit))
+
+
+def quote_items(items: Iterable[object], limit: int = MAX_EXAMPLE_CHARS) -> str:
+    """``[a, b, ...]`` of quoted items, stopping near ``limit`` characters with how many were left out."""
+    shown: list[str] = []
+    size = 0
+    values = list(items)
+    for value in values:
+        text = quote(value)
+        if shown and size + len(text) > limit:
+            break
+        shown.append(text)
+        size += len(text) + 2
+    rest = len(values) - len(shown)
+    return "[" + ", ".join(shown) + (f", … {rest:,} more" if rest else "") + "]"
+
+
+def format_example(example: object, limit: int = MAX_EXAMPLE_CHARS) -> str:
+    """An example row (a dict, usually) with every key and value capped by :func:`quote`."""
+    if not isinstance(example, dict):
+        return quote(example, limit)
+    shown: list[str] = []
+    size = 0
+    for key, value in example.items():
+        text = f"{quote(key)}: {quote(value)}"
+        if shown and size + len(text) > limit:
+            shown.append(f"… {len(example) - len(shown):,} more columns")
+            break
+        shown.append(text)
+        size += len(text) + 2
+    return "{" + ", ".join(shown) + "}"
 
 
 class RekkoError(Exception):
-    """Base of every error rekko raises on purpose."""
+    """Base of every error rekko raises on purpose.
+
+    Its text is one line of at most :data:`MAX_MESSAGE_CHARS` characters,
+    whatever a library or an input file put into it.
+    """
 
     exit_code = 1
+
+    def __str__(self) -> str:
+        return one_line(shorten(super().__str__(), MAX_MESSAGE_CHARS))
 
 
 class InputError(RekkoError):
@@ -24,7 +102,9 @@ class InputError(RekkoError):
 class DataValidationError(InputError):
     """An input file is readable but its content is wrong.
 
-    The message names the file, the column and an example bad row.
+    The message names the file, the column and an example bad row; the
+    column and every value of the example are capped (:func:`quote`), so the
+    message stays one readable line whatever the file holds.
     """
 
     def __init__(
@@ -38,11 +118,11 @@ class DataValidationError(InputError):
         self.path = path
         self.column = column
         self.example = example
-        parts = [f"{path}: " if path else "", message]
+        parts = [f"{shorten(path, MAX_EXAMPLE_CHARS)}: " if path else "", shorten(message, MAX_EXAMPLE_CHARS)]
         if column is not None:
-            parts.append(f" (column '{column}')")
+            parts.append(f" (column {quote(column)})")
         if example is not None:
-            parts.append(f"; example row: {example}")
+            parts.append(f"; example row: {format_example(example)}")
         super().__init__("".join(parts))
 
 
@@ -52,12 +132,22 @@ class MissingColumnsError(DataValidationError):
     def __init__(self, missing: Iterable[str], *, path: str | None = None, available: Iterable[str] = ()) -> None:
         missing_set = sorted(set(missing))
         self.missing = missing_set
-        msg = f"Missed columns {missing_set}; found {sorted(map(str, available))}"
+        found = quote_items(sorted(map(str, available)), limit=MAX_EXAMPLE_CHARS // 2)
+        msg = f"Missed columns {quote_items(missing_set)}; found {found}"
         super().__init__(msg, path=path)
 
 
 class InputFileError(InputError):
     """An input file is missing, has an unknown extension or cannot be parsed."""
+
+
+class OutputPathError(InputError):
+    """A pipeline output cannot go where it was asked to: two outputs on one file, an output on an input,
+    a folder that cannot be written. Raised before anything is removed or written."""
+
+
+class OutputLockedError(InputError):
+    """Another process holds the lock of the artifact set this run would write."""
 
 
 class ArtifactError(InputError):

@@ -2,25 +2,41 @@
 
 Reads dispatch on the file extension and turn every low-level failure (missing
 file, corrupt parquet, broken xlsx) into an :class:`InputFileError` that names
-the file. Writes go to a temporary file in the target directory and are renamed
-into place, so a crash never leaves a half-written artifact behind.
+the file; an xlsx is opened as a zip and its sizes checked before any parser
+inflates it (:func:`check_xlsx_archive`). Writes go to a temporary file in the
+target directory and are renamed into place, so a crash never leaves a
+half-written artifact behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import errno
+import glob
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
 import pandas as pd
 
-from rekko.exceptions import InputFileError
+from rekko.exceptions import InputFileError, OutputPathError, shorten
 
 TABLE_EXTENSIONS = (".parquet", ".pq", ".csv", ".xlsx")
+
+# Zip-bomb limits for xlsx inputs, modelled on Apache POI's ZipSecureFile (the guard in front of
+# every xlsx Excel-in-Java reads): a member larger than the grace size may not inflate more than
+# XLSX_MAX_RATIO times its compressed size (POI: MIN_INFLATE_RATIO 0.01, GRACE_ENTRY_SIZE 100 KiB),
+# and the whole archive may not inflate beyond XLSX_MAX_TOTAL. Real sheets compress 5-20 times;
+# the seed's 17k-row cache inflates to well under 1 MB.
+XLSX_MAX_TOTAL = 1 << 30  # 1 GiB
+XLSX_MAX_RATIO = 100
+XLSX_RATIO_GRACE = 100 * 1024
+_CHUNK = 1 << 20
 
 
 def read_table(path: str | os.PathLike[str], *, what: str = "table") -> pd.DataFrame:
@@ -43,11 +59,63 @@ def read_table(path: str | os.PathLike[str], *, what: str = "table") -> pd.DataF
             return pd.read_parquet(p)
         if ext == ".csv":
             return pd.read_csv(p)
+        check_xlsx_archive(p, what=what)
         return _read_xlsx(p)
     except InputFileError:
         raise
     except Exception as exc:  # noqa: BLE001 - every reader failure becomes one clear message
-        raise InputFileError(f"{p}: cannot read {what} as {ext[1:]}: {type(exc).__name__}: {exc}") from exc
+        detail = shorten(str(exc), 500)
+        raise InputFileError(f"{p}: cannot read {what} as {ext[1:]}: {type(exc).__name__}: {detail}") from exc
+
+
+def check_xlsx_archive(
+    path: Path,
+    *,
+    what: str = "xlsx",
+    max_total: int = XLSX_MAX_TOTAL,
+    max_ratio: float = XLSX_MAX_RATIO,
+    grace: int = XLSX_RATIO_GRACE,
+) -> None:
+    """Refuse an xlsx whose zip members would inflate absurdly, before a parser tries.
+
+    A 1.5 MB workbook can hold a sheet that inflates to gigabytes: parsers then
+    run for minutes, take gigabytes of memory, and quote the giant cell in their
+    errors. Two passes, both cheap: the sizes the central directory declares
+    (total and per-member ratio), then one streaming inflate of every member
+    that stops as soon as a member yields more than it declared, so a forged
+    directory cannot smuggle the bomb past the first pass.
+    """
+    with zipfile.ZipFile(path) as archive:
+        members = [m for m in archive.infolist() if not m.is_dir()]
+        total = sum(m.file_size for m in members)
+        if total > max_total:
+            raise _bomb(path, what, f"its members would inflate to {total:,} bytes in total "
+                                    f"(limit {max_total:,})")
+        for member in members:
+            ratio = member.file_size / max(member.compress_size, 1)
+            if member.file_size > grace and ratio > max_ratio:
+                raise _bomb(path, what, f"{member.filename} would inflate {member.compress_size:,} bytes "
+                                        f"to {member.file_size:,} (ratio {ratio:,.0f}, limit {max_ratio:g})")
+        for member in members:
+            _check_inflated_size(archive, member, path, what)
+
+
+def _check_inflated_size(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path, what: str) -> None:
+    """Inflate ``member`` in chunks, failing once it yields more bytes than its directory entry declares."""
+    probe = copy.copy(member)
+    probe.file_size = 1 << 62  # zipfile stops at the declared size: lift it so an overrun shows; we stop ourselves
+    seen = 0
+    with archive.open(probe) as stream:
+        while block := stream.read(_CHUNK):
+            seen += len(block)
+            if seen > member.file_size:
+                raise _bomb(path, what, f"{member.filename} inflates to more than the {member.file_size:,} "
+                                        "bytes it declares")
+
+
+def _bomb(path: Path, what: str, detail: str) -> InputFileError:
+    return InputFileError(f"{path}: refusing to read {what} as xlsx: {detail}; this looks like a zip bomb, "
+                          "not a spreadsheet")
 
 
 def _read_xlsx(path: Path) -> pd.DataFrame:
@@ -77,6 +145,42 @@ def _current_umask() -> int:
     return mask
 
 
+#: errno values meaning "this folder cannot take a new file": reported as bad output paths (exit 2).
+_NOT_WRITABLE = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENOENT})
+
+
+def _not_writable(target: Path, folder: Path, exc: OSError) -> OutputPathError:
+    return OutputPathError(
+        f"cannot write {target}: folder {folder} is not writable by uid {os.geteuid()} "
+        f"({exc.strerror or type(exc).__name__})")
+
+
+def _temp_beside(target: Path) -> Path:
+    """A new empty temporary file beside ``target``, named ``.<name>.<pid>.<random>.tmp``.
+
+    The pid says which process wrote it, for :func:`remove_stale_temp_files`.
+    A folder that cannot take it is an :class:`OutputPathError` naming the folder.
+    """
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        if exc.errno in _NOT_WRITABLE:
+            raise _not_writable(target, target.parent, exc) from exc
+        raise
+    os.close(fd)
+    return Path(name)
+
+
+def _fsync_path(path: Path, *, directory: bool = False) -> None:
+    """Flush a file's (or a folder's entries') data to disk, so a rename never outlives the bytes it names."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success.
@@ -84,10 +188,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     On any exception the temporary file is removed and ``path`` is untouched.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = _temp_beside(target)
     try:
         yield tmp
         # mkstemp makes 0600 files; give the mode a plain open() would (0666 less the umask)
@@ -108,20 +209,156 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", **kwargs: object
             os.fsync(fh.fileno())
 
 
+def table_format(path: str | os.PathLike[str]) -> str:
+    """The writer :func:`write_frame` picks for ``path``'s extension; an unknown one is an error."""
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext not in TABLE_EXTENSIONS:
+        raise InputFileError(f"{p}: unknown extension '{p.suffix}'; expected one of {', '.join(TABLE_EXTENSIONS)}")
+    return ext
+
+
+def write_frame(df: pd.DataFrame, path: str | os.PathLike[str], *, fmt: str,
+                row_group_size: int | None = None) -> None:
+    """Write a frame to ``path`` as ``fmt`` (an extension from :func:`table_format`), in place, not atomically.
+
+    For callers that chose the file themselves, e.g. a staged temporary (:class:`StagedFiles`).
+    """
+    if fmt in (".parquet", ".pq"):
+        df.to_parquet(path, index=False, row_group_size=row_group_size)
+    elif fmt == ".csv":
+        df.to_csv(path, index=False)
+    elif fmt == ".xlsx":
+        df.to_excel(path, index=False, engine="openpyxl")
+    else:
+        raise InputFileError(f"{path}: unknown table format '{fmt}'")
+
+
 def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, row_group_size: int | None = None) -> None:
     """Write a frame atomically as parquet, csv or xlsx, by extension.
 
     ``row_group_size`` (parquet) lets readers skip row groups by their min/max
     statistics, e.g. every user but one in a file sorted by user.
     """
-    p = Path(path)
-    ext = p.suffix.lower()
-    with atomic_path(p) as tmp:
-        if ext in (".parquet", ".pq"):
-            df.to_parquet(tmp, index=False, row_group_size=row_group_size)
-        elif ext == ".csv":
-            df.to_csv(tmp, index=False)
-        elif ext == ".xlsx":
-            df.to_excel(tmp, index=False, engine="openpyxl")
-        else:
-            raise InputFileError(f"{p}: unknown extension '{p.suffix}'; expected one of {', '.join(TABLE_EXTENSIONS)}")
+    fmt = table_format(path)
+    with atomic_path(path) as tmp:
+        write_frame(df, tmp, fmt=fmt, row_group_size=row_group_size)
+
+
+class StagedFiles:
+    """Several files written beside their targets under temporary names, then renamed into place together.
+
+    Until :meth:`publish` every target keeps its old content, so a failure
+    while writing (disk full, a bug, a kill) leaves the previous set whole;
+    leaving the ``with`` block removes whatever was not published. The same
+    write-then-rename as :func:`atomic_path`, for a set of files: git's
+    ``.lock`` files for refs work this way.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []
+
+    def __enter__(self) -> StagedFiles:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.discard()
+
+    def stage(self, target: str | os.PathLike[str]) -> Path:
+        """A new temporary file beside ``target`` for the caller to fill; published over ``target`` later."""
+        target = Path(target)
+        tmp = _temp_beside(target)
+        self._pending.append((target, tmp))
+        return tmp
+
+    def publish(self) -> None:
+        """Flush every staged file to disk, then rename each over its target (each rename is atomic)."""
+        mode = 0o666 & ~_current_umask()
+        for _, tmp in self._pending:
+            _fsync_path(tmp)
+            os.chmod(tmp, mode)
+        folders = {target.parent for target, _ in self._pending}
+        while self._pending:
+            target, tmp = self._pending[0]
+            os.replace(tmp, target)
+            self._pending.pop(0)
+        for folder in folders:
+            with contextlib.suppress(OSError):  # not every filesystem can fsync a folder
+                _fsync_path(folder, directory=True)
+
+    def discard(self) -> None:
+        """Remove the temporary files not published yet."""
+        for _, tmp in self._pending:
+            tmp.unlink(missing_ok=True)
+        self._pending.clear()
+
+
+def check_writable_folder(folder: str | os.PathLike[str], *, what: str, create: bool) -> None:
+    """Fail with :class:`OutputPathError` unless a new file can be created in ``folder``.
+
+    The test is the real thing, a temporary file created and removed, not
+    permission bits: it sees read-only mounts, ACLs and ownership alike (root
+    passes wherever the kernel lets root write). Without ``create`` a missing
+    folder is judged by its nearest existing parent and nothing is created;
+    with it the folder is made first.
+    """
+    folder = Path(folder)
+    probe_in = folder
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _folder_error(folder, what, exc) from exc
+    else:
+        while not probe_in.exists() and probe_in != probe_in.parent:
+            if os.path.lexists(probe_in):
+                raise OutputPathError(f"cannot write {what}: {probe_in} is a broken symbolic link")
+            probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise OutputPathError(f"cannot write {what}: {probe_in} is a file, not a folder")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".rekko-write-test.", suffix=".tmp", dir=probe_in)
+    except OSError as exc:
+        raise _folder_error(probe_in, what, exc) from exc
+    os.close(fd)
+    os.unlink(name)
+
+
+def _folder_error(folder: Path, what: str, exc: OSError) -> OutputPathError:
+    return OutputPathError(f"cannot write {what}: folder {folder} is not writable by uid {os.geteuid()} "
+                           f"({exc.strerror or type(exc).__name__})")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temp_files(targets: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Remove temporary files that interrupted writers left beside ``targets``; return them.
+
+    A kill between creating ``.<name>.<pid>.<random>.tmp`` and renaming it
+    leaves it behind. Call this only while holding the lock every writer of
+    ``targets`` holds (:mod:`rekko.locking`): then no live writer of those
+    names exists, whatever process ids say (in a container each run may be
+    pid 1). As a second guard a file whose pid is a live process here other
+    than this one is kept: something outside the lock may still be writing it.
+    """
+    removed: list[Path] = []
+    me = os.getpid()
+    for target in map(Path, targets):
+        prefix = f".{target.name}."
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            for tmp in target.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+                pid_text = tmp.name[len(prefix):].split(".", 1)[0]
+                if pid_text.isdigit() and int(pid_text) != me and _pid_alive(int(pid_text)):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+                    removed.append(tmp)
+    return removed

@@ -10,12 +10,21 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 MANIFEST_NAME = "manifest.json"
+#: The lock a pipeline holds while it writes an artifact set (see :mod:`rekko.locking`).
+LOCK_NAME = ".rekko.lock"
+#: The sha256 of every 16 KiB chunk of every artifact, beside the manifest (which hashes it).
+CHUNK_TABLE_NAME = "manifest.chunks"
 
 
 class _BesideSimilarity:
-    """Files that live beside ``cos_sim_md.pkl``: the manifest and the collaborative matrix."""
+    """Files that live beside ``cos_sim_md.pkl``: the manifest, the collaborative matrix and the lock."""
 
     sim_md: Path
+
+    @property
+    def lock(self) -> Path:
+        """Held by the pipeline for its whole write phase; one per artifact set, beside its manifest."""
+        return self.sim_md.parent / LOCK_NAME
 
     @property
     def manifest(self) -> Path:
@@ -25,6 +34,16 @@ class _BesideSimilarity:
     def sim_cf(self) -> Path:
         """Collaborative (co-watching) similarity, beside the other two."""
         return self.sim_md.parent / "cos_sim_cf.pkl"
+
+    @property
+    def chunk_table(self) -> Path:
+        return self.sim_md.parent / CHUNK_TABLE_NAME
+
+
+def _option(field_name: str) -> str:
+    """The CLI option (and P number) that sets a path: ``movies_rd`` -> ``--movies-rd (P4)``."""
+    number = [f.name for f in fields(PipelinePaths)].index(field_name) + 1
+    return f"--{field_name.replace('_', '-')} (P{number})"
 
 
 @dataclass(frozen=True)
@@ -40,6 +59,18 @@ class PipelinePaths(_BesideSimilarity):
     interactions_upd: Path = Path("data/interactions_upd.parquet")  # P7
     sim_md: Path = Path("matrix/cos_sim_md.pkl")  # P8
     sim_desc: Path = Path("matrix/cos_sim_desc.pkl")  # P9
+
+    def inputs(self) -> dict[str, Path]:
+        """P1..P3 by the option that sets them (for messages)."""
+        return {_option(name): getattr(self, name) for name in ("interactions", "movies", "ratings")}
+
+    def outputs(self) -> dict[str, Path]:
+        """Every file a run writes, by the option that places it: P4..P9, then the three beside --sim-md."""
+        named = {_option(name): getattr(self, name)
+                 for name in ("movies_rd", "int_coef", "movies_upd", "interactions_upd", "sim_md", "sim_desc")}
+        return {**named, "the manifest (beside --sim-md)": self.manifest,
+                "cos_sim_cf.pkl (beside --sim-md)": self.sim_cf, "the lock file (beside --sim-md)": self.lock,
+                "the chunk table (beside --sim-md)": self.chunk_table}
 
     def artifacts(self) -> ArtifactPaths:
         return ArtifactPaths(

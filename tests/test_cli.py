@@ -176,3 +176,139 @@ def test_help_everywhere(tiny_dir, cli, capsys):
 def test_bad_argument_message_names_the_problem(built):
     proc = run_cli(["recommend", "-u", "1", "-n", "0"], built)
     assert proc.returncode == 2 and "integer >= 1, got 0" in proc.stderr
+
+
+# -- input limits: zip bombs and huge values give a quick, short, exit-2 answer ------------------
+def test_xlsx_zip_bomb_exits_2_quickly_with_one_short_line(tiny_dir):
+    import time
+
+    from tests.test_io import make_bomb_xlsx
+
+    make_bomb_xlsx(tiny_dir / "data/Movies_r_d.xlsx", cell_bytes=50 << 20)
+    t0 = time.perf_counter()
+    proc = run_cli(["pipeline"], tiny_dir)
+    assert time.perf_counter() - t0 < 30
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and len(errors[0]) < 600, proc.stderr[:2000]
+    assert "data/Movies_r_d.xlsx" in errors[0] and "zip bomb" in errors[0]
+    assert not (tiny_dir / "matrix").exists()
+
+
+def test_a_5mb_column_name_gives_a_short_error_line(tiny_dir):
+    df = tiny_interactions().rename(columns={"movie_id": "m" * (5 << 20)})
+    df.to_csv(tiny_dir / "data/inter.csv", index=False)
+    proc = run_cli(["pipeline", "--interactions", "data/inter.csv"], tiny_dir)
+    assert proc.returncode == 2
+    assert "Missed columns ['movie_id']" in proc.stderr and "data/inter.csv" in proc.stderr
+    assert len(proc.stderr) < 3_000 and len(proc.stderr.strip().splitlines()) == 1
+
+
+# -- user ids are exact 64-bit integers end to end ----------------------------------------------
+def test_user_ids_beyond_2_53_survive_pipeline_and_recommend(tiny_dir):
+    big = 2**53
+    inter = tiny_interactions()
+    inter["user_id"] = [big, big, big + 1, 2, 2, 3, 3]  # big watched Матрица, big + 1 watched Брат
+    inter.to_parquet(tiny_dir / "data/interactions.parquet", index=False)
+    proc = run_cli(["pipeline"], tiny_dir)
+    assert proc.returncode == 0, proc.stderr
+    stored = pd.read_parquet(tiny_dir / "data/interactions_upd.parquet")
+    assert {big, big + 1} <= set(stored["user_id"].tolist())
+    assert stored.loc[stored.user_id == big + 1, "movie_id"].astype(str).tolist() == ["m4"]
+    proc = run_cli(["recommend", "-u", str(big + 1), "-n", "1", "--format", "json", "--no-pred"], tiny_dir)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert rows[0]["user_id"] == big + 1 and not rows[0]["cold_start"] and rows[0]["movie_id"] == "m5"
+
+
+def test_user_id_beyond_int64_in_a_csv_exits_2_quoting_the_row(tiny_dir):
+    inter = tiny_interactions().astype({"user_id": object})
+    inter.loc[4, "user_id"] = 2**70
+    inter.to_csv(tiny_dir / "data/inter.csv", index=False)
+    proc = run_cli(["pipeline", "--interactions", "data/inter.csv"], tiny_dir)
+    assert proc.returncode == 2
+    assert "data/inter.csv" in proc.stderr and str(2**70) in proc.stderr and "'movie_id': 'm2'" in proc.stderr
+    assert not (tiny_dir / "matrix").exists()
+
+
+@pytest.mark.parametrize("command", ["recommend", "demo"])
+@pytest.mark.parametrize("user", ["99999999999999999999", str(2**63), str(-(2**63) - 1)])
+def test_user_id_beyond_int64_is_an_argument_error(tiny_dir, command, user):
+    proc = run_cli([command, "-u", user, "--format", "json"], tiny_dir)
+    assert proc.returncode == 2
+    assert "user id out of range" in proc.stderr and user in proc.stderr
+    assert "Rerun the pipeline" not in proc.stderr and "OverflowError" not in proc.stderr
+
+
+@pytest.mark.parametrize("user", ["1_000", "١٢", "7.0", ""])
+def test_user_id_must_be_plain_ascii_digits(tiny_dir, cli, user):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["recommend", "-u", user], tiny_dir)
+    assert exit_info.value.code == 2
+
+
+def test_negative_and_extreme_user_ids_are_accepted(built):
+    for user in ("-5", str(2**63 - 1), str(-(2**63))):
+        proc = run_cli(["recommend", "-u", user, "-n", "1", "--no-pred", "--format", "json"], built)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)[0]["user_id"] == int(user)
+
+
+def test_overflowing_watch_minutes_exit_2_without_a_numpy_warning(tiny_dir):
+    inter = tiny_interactions()
+    inter.loc[[0, 1], "watch_duration_minutes"] = 1e308
+    inter.to_parquet(tiny_dir / "data/interactions.parquet", index=False)
+    proc = run_cli(["pipeline"], tiny_dir)
+    assert proc.returncode == 2, proc.stderr
+    assert "sum to infinity" in proc.stderr and "data/interactions.parquet" in proc.stderr
+    assert "Warning" not in proc.stderr and not (tiny_dir / "matrix").exists()
+
+
+def test_year_zero_exits_2(tiny_dir):
+    inter = tiny_interactions()
+    inter.loc[2, "year"] = 0
+    inter.to_parquet(tiny_dir / "data/interactions.parquet", index=False)
+    proc = run_cli(["pipeline"], tiny_dir)
+    assert proc.returncode == 2 and "outside the years 1900..2100" in proc.stderr
+
+
+# -- output paths that collide are refused before anything is read or written --------------------
+def _snapshot(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+COLLISIONS = {
+    "two outputs on one file": (["--sim-md", "matrix/x.pkl", "--sim-desc", "matrix/x.pkl"],
+                                "--sim-desc (P9) and --sim-md (P8) are the same file"),
+    "output on an input": (["--movies-rd", "data/interactions.parquet"],
+                           "--movies-rd (P4) data/interactions.parquet is the --interactions (P1) input"),
+    "output on the manifest": (["--sim-desc", "matrix/manifest.json"], "the manifest (beside --sim-md) and"),
+    "output on the co-watching matrix": (["--sim-desc", "matrix/cos_sim_cf.pkl"], "cos_sim_cf.pkl (beside --sim-md)"),
+    "same file spelled twice": (["--int-coef", "data/../data/./movies_rd.parquet"], "are the same file"),
+    "output on the API cache": (["--movies-rd", "data/api_cache.parquet"], "the API cache (beside --ratings)"),
+    "output is a folder": (["--movies-upd", "data"], "is a folder"),
+    "unknown table extension": (["--int-coef", "data/int_coef.json"], "unknown extension '.json'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COLLISIONS))
+def test_colliding_outputs_exit_2_and_change_nothing(built, cli, case):
+    args, fragment = COLLISIONS[case]
+    before = _snapshot(built)
+    proc = cli(["pipeline", *args], built)
+    assert proc.returncode == 2, proc.stderr
+    assert fragment in proc.stderr
+    assert _snapshot(built) == before
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_an_output_linked_to_an_input_is_the_input(tiny_dir, cli, link):
+    import os
+
+    target = tiny_dir / "data/interactions.parquet"
+    alias = tiny_dir / "data/alias.parquet"
+    (os.symlink if link == "symlink" else os.link)(target, alias)
+    before = target.read_bytes()
+    proc = cli(["pipeline", "--interactions-upd", "data/alias.parquet"], tiny_dir)
+    assert proc.returncode == 2 and "is the --interactions (P1) input" in proc.stderr
+    assert target.read_bytes() == before and not (tiny_dir / "matrix").exists()

@@ -188,6 +188,21 @@ def test_bad_variables_exit_2_with_a_clear_message(tmp_path: Path, variables: di
     assert proc.stdout == ""
 
 
+@pytest.mark.parametrize(
+    "variables",
+    [{"P1": "-5", "P2": "3"}, {"P1": "’ -5’", "P2": "3"}, {"REKKO_MODE": "recommend", "P1": "-5", "P2": "3"}],
+)
+def test_negative_user_ids_are_user_ids(tmp_path: Path, variables: dict[str, str]) -> None:
+    """Negative ids are valid everywhere else in rekko (ingest, CLI, artifacts): P1=-5 is recommend mode."""
+    assert planned(tmp_path, variables) == ["recommend", "--user-id", "-5", "-n", "3"]
+
+
+@pytest.mark.parametrize("value", ["--5", "-", "5-", "-5a", "+-5"])
+def test_almost_numbers_are_still_refused(tmp_path: Path, value: str) -> None:
+    proc = run_entrypoint(tmp_path, {"P1": value}, dry_run=True)
+    assert proc.returncode == 2 and "P1 is neither a path nor a user id" in proc.stderr
+
+
 def test_recommend_mode_warns_that_p8_p9_are_unused(tmp_path: Path) -> None:
     proc = run_entrypoint(tmp_path, {**seed_recommend(1, 3), "P8": "matrix/x.pkl"}, dry_run=True)
     assert proc.returncode == 0
@@ -351,3 +366,12 @@ def test_pipeline_with_a_missing_input_exits_2_naming_it_and_writes_nothing(proj
     assert "Traceback" not in proc.stderr
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == sorted(SAMPLE_INPUTS[1:])
     assert not (tmp_path / "matrix").exists() or not any((tmp_path / "matrix").iterdir())
+
+
+@needs_cli
+@needs_sample
+def test_negative_user_id_runs_end_to_end(project: Path, pipeline_run: subprocess.CompletedProcess[str]) -> None:
+    assert pipeline_run.returncode == 0, pipeline_run.stderr
+    proc = run_entrypoint(project, seed_recommend(-5, 2), "--no-pred")
+    assert proc.returncode == 0, proc.stderr
+    assert "Top 2 movies for user -5" in proc.stdout

@@ -65,21 +65,49 @@ def test_no_known_movies_is_an_error(tiny_dir):
         run_pipeline(paths)
 
 
-def test_crash_mid_write_leaves_no_manifest(tiny_dir, monkeypatch):
+def _artifact_bytes(paths: PipelinePaths) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in (*paths.outputs().values(),) if p.exists() and p != paths.lock}
+
+
+def test_crash_while_staging_keeps_the_old_set_usable(tiny_dir, monkeypatch):
+    """Disk full (or any failure) while the new files are written: the old set, manifest included, is untouched."""
     paths = paths_in(tiny_dir)
     run_pipeline(paths)
-    assert paths.manifest.exists()
+    before = _artifact_bytes(paths)
     import rekko.pipeline.run as pl
 
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(pl, "write_topk", boom)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(pl, "topk_to_bytes", boom)
+    with pytest.raises(OSError, match="disk full"):
         run_pipeline(paths)
+    assert _artifact_bytes(paths) == before
+    Recommender(load_artifacts(paths.artifacts())).recommend(1, 3)  # the old set still verifies
+    assert not list(tiny_dir.rglob("*.tmp"))
+
+
+def test_crash_among_the_renames_leaves_no_manifest(tiny_dir, monkeypatch):
+    """Only a failure between the first and the last rename can mix two runs: then there is no manifest at all."""
+    paths = paths_in(tiny_dir)
+    run_pipeline(paths)
+    import rekko.io
+
+    real_replace, calls = rekko.io.os.replace, []
+
+    def second_rename_fails(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise OSError("I/O error")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(rekko.io.os, "replace", second_rename_fails)
+    with pytest.raises(OSError, match="I/O error"):
+        run_pipeline(paths)
+    monkeypatch.undo()
     # old manifest gone: recommend refuses the half-new set instead of mixing
     assert not paths.manifest.exists()
-    assert not list(paths.sim_md.parent.glob(".*.tmp"))
+    assert not list(tiny_dir.rglob("*.tmp"))
 
 
 def test_rebuild_keeps_parameters_rekko_tune_stored(tiny_dir):

@@ -224,18 +224,22 @@ def update_manifest(path, result: TuneResult) -> str:
     from pathlib import Path
 
     from rekko.artifacts import read_manifest, write_manifest
+    from rekko.locking import exclusive_lock
+    from rekko.paths import LOCK_NAME
 
-    manifest = read_manifest(Path(path))
-    tuned = result.params.to_dict()
-    built = manifest.parameters.get("collaborative")
-    note = ""
-    if "sim_cf" not in manifest.artifacts:
-        note = "these artifacts have no co-watching similarity yet: rerun `rekko pipeline`"
-    elif built is not None and {k: built.get(k) for k in tuned["collaborative"]} != tuned["collaborative"]:
-        note = (
-            f"the co-watching similarity was built with {built}, tuned {tuned['collaborative']}: "
-            "rerun `rekko pipeline` to rebuild it"
-        )
-    manifest.parameters = {**manifest.parameters, "blend": tuned["blend"], "tuned": result.to_dict()}
-    write_manifest(manifest, Path(path))
+    # the pipeline's lock: a tuning run never rewrites a manifest while a pipeline replaces the set
+    with exclusive_lock(Path(path).parent / LOCK_NAME, what=f"the artifact set of {path}"):
+        manifest = read_manifest(Path(path))
+        tuned = result.params.to_dict()
+        built = manifest.parameters.get("collaborative")
+        note = ""
+        if "sim_cf" not in manifest.artifacts:
+            note = "these artifacts have no co-watching similarity yet: rerun `rekko pipeline`"
+        elif built is not None and {k: built.get(k) for k in tuned["collaborative"]} != tuned["collaborative"]:
+            note = (
+                f"the co-watching similarity was built with {built}, tuned {tuned['collaborative']}: "
+                "rerun `rekko pipeline` to rebuild it"
+            )
+        manifest.parameters = {**manifest.parameters, "blend": tuned["blend"], "tuned": result.to_dict()}
+        write_manifest(manifest, Path(path))
     return note

@@ -19,14 +19,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rekko.columns import INTERACTIONS_REQUIRED, LIST_COLUMNS, MOVIES_REQUIRED, Columns as C
-from rekko.exceptions import DataValidationError, MissingColumnsError
+from rekko.columns import INTERACTIONS_REQUIRED, LIST_COLUMNS, MOVIES_REQUIRED
+from rekko.columns import Columns as C
+from rekko.exceptions import DataValidationError, MissingColumnsError, quote
+from rekko.ids import INT64_MAX, parse_user_id
 from rekko.io import read_table
 from rekko.pipeline.ratings import clean_ratings
 
 log = logging.getLogger(__name__)
 
 _TIMESTAMP_ALIASES = (C.DATETIME, "timestamp", "watch_dt", "date")
+
+#: Watch dates outside these years (inclusive) are typos or placeholders (year 0, 9999), not watches.
+WATCH_YEARS = (1900, 2100)
+#: Below this total no sum of non-negative minutes can overflow, so the per-user check is skipped.
+_SAFE_MINUTES_TOTAL = 1e300
 
 
 def _example(df: pd.DataFrame, mask: np.ndarray | pd.Series) -> dict[str, object]:
@@ -59,7 +66,7 @@ def numeric_column(
     not_number = present & values.isna().to_numpy()
     if not_number.any():
         raise DataValidationError(
-            f"expected numbers, got {raw[not_number].iloc[0]!r}",
+            f"expected numbers, got {quote(raw[not_number].iloc[0])}",
             path=str(path),
             column=column,
             example=_example(df, not_number),
@@ -127,6 +134,7 @@ def _watch_datetime(df: pd.DataFrame, path: str | Path) -> pd.Series:
         if bad.any():
             raise DataValidationError("not a valid date", path=str(path), column=f"{C.YEAR}/{C.MONTH}/{C.DAY}",
                                       example=_example(df, bad))
+        _check_watch_years(dt, df, path, f"{C.YEAR}/{C.MONTH}/{C.DAY}")
         return dt
     column = next((c for c in _TIMESTAMP_ALIASES if c in df.columns), None)
     if column is None:
@@ -138,9 +146,83 @@ def _watch_datetime(df: pd.DataFrame, path: str | Path) -> pd.Series:
         dt = pd.to_datetime(raw, errors="coerce", format="mixed")
     bad = dt.isna().to_numpy() & raw.notna().to_numpy()
     if bad.any():
-        raise DataValidationError(f"not a date: {raw[bad].iloc[0]!r}", path=str(path), column=column,
+        raise DataValidationError(f"not a date: {quote(raw[bad].iloc[0])}", path=str(path), column=column,
                                   example=_example(df, bad))
+    _check_watch_years(dt, df, path, column)
     return dt.astype("datetime64[ns]")
+
+
+def _check_watch_years(dt: pd.Series, df: pd.DataFrame, path: str | Path, column: str) -> None:
+    """Refuse watch dates outside :data:`WATCH_YEARS`.
+
+    Year 0 or 9999 is a placeholder, and one such date would anchor every
+    recency weight of its user; it is bad input like any other bad cell, not
+    a row to drop quietly.
+    """
+    first, last = WATCH_YEARS
+    years = dt.dt.year.to_numpy(dtype="float64", na_value=np.nan)
+    outside = (years < first) | (years > last)
+    if outside.any():
+        raise DataValidationError(
+            f"watch date {dt[outside].iloc[0]} is outside the years {first}..{last}",
+            path=str(path), column=column, example=_example(df, outside))
+
+
+def _check_minute_sums(raw: pd.DataFrame, user: np.ndarray, movie: pd.Categorical, minutes: np.ndarray,
+                       path: str | Path) -> None:
+    """Refuse minutes whose sums overflow to infinity, per (user, movie) and per user.
+
+    The features stage sums sessions per user and movie and minutes per user;
+    1e308 twice is inf, which used to print a raw numpy warning and store inf.
+    Minutes are non-negative, so a finite grand total well below the float
+    maximum proves every partial sum finite and the grouped sums are skipped.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(minutes.sum())
+        if total < _SAFE_MINUTES_TOTAL:
+            return
+        frame = pd.DataFrame({"user": user, "movie": movie.codes, "minutes": minutes})
+        per_pair = frame.groupby(["user", "movie"])["minutes"].transform("sum").to_numpy()
+        per_user = frame.groupby("user")["minutes"].transform("sum").to_numpy()
+    for sums, scope in ((per_pair, "pair"), (per_user, "user")):
+        bad = ~np.isfinite(sums)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            rows = int((user == user[i]).sum()) if scope == "user" else int(
+                ((user == user[i]) & (movie.codes == movie.codes[i])).sum())
+            where = f"on movie {quote(movie[i])} " if scope == "pair" else ""
+            raise DataValidationError(
+                f"watch minutes of user {user[i]} {where}sum to infinity over {rows} rows "
+                f"(e.g. {quote(minutes[i])}): expected minutes a person can watch",
+                path=str(path), column=C.WATCHED_MINUTES, example=_example(raw, bad))
+
+
+def user_id_column(df: pd.DataFrame, column: str, path: str | Path) -> np.ndarray:
+    """User ids as exact int64, whatever column type they arrived in.
+
+    Integer columns pass untouched; every other type is validated once per
+    distinct value. Ids outside int64, fractions, and floats too large to be
+    exact are bad input naming the row, never rounded or wrapped around.
+    """
+    raw = df[column]
+    empty = raw.isna().to_numpy()
+    if empty.any():
+        raise DataValidationError("expected a number, got an empty cell", path=str(path), column=column,
+                                  example=_example(df, empty))
+    if pd.api.types.is_signed_integer_dtype(raw.dtype):
+        return raw.to_numpy(dtype=np.int64)
+    if pd.api.types.is_unsigned_integer_dtype(raw.dtype):
+        too_big = (raw > INT64_MAX).to_numpy()
+        if too_big.any():
+            raise DataValidationError(str(parse_user_id(int(raw[too_big].iloc[0]))), path=str(path),
+                                      column=column, example=_example(df, too_big))
+        return raw.to_numpy(dtype=np.int64)
+    codes, uniques = pd.factorize(raw.astype(object) if pd.api.types.is_bool_dtype(raw.dtype) else raw)
+    parsed = [parse_user_id(v) for v in np.asarray(uniques, dtype=object)]
+    for i, value in enumerate(parsed):
+        if isinstance(value, str):
+            raise DataValidationError(value, path=str(path), column=column, example=_example(df, codes == i))
+    return np.asarray(parsed, dtype=np.int64)[codes]
 
 
 def validate_interactions(raw: pd.DataFrame, path: str | Path = "interactions") -> pd.DataFrame:
@@ -148,17 +230,15 @@ def validate_interactions(raw: pd.DataFrame, path: str | Path = "interactions") 
     require_columns(raw, INTERACTIONS_REQUIRED, path)
     if raw.empty:
         raise DataValidationError("no interactions: the file has no rows", path=str(path))
-    user = numeric_column(raw, C.USER, path, allow_missing=False, allow_negative=True)
-    not_int = (user != np.floor(user)).to_numpy()
-    if not_int.any():
-        raise DataValidationError("expected integer user ids", path=str(path), column=C.USER,
-                                  example=_example(raw, not_int))
-    minutes = numeric_column(raw, C.WATCHED_MINUTES, path, allow_missing=False)
+    user = user_id_column(raw, C.USER, path)
+    minutes = numeric_column(raw, C.WATCHED_MINUTES, path, allow_missing=False).to_numpy()
+    movie = categorical_ids(raw, C.MOVIE, path)
+    _check_minute_sums(raw, user, movie, minutes, path)
     return pd.DataFrame(
         {
-            C.USER: user.astype("int64").to_numpy(),
-            C.MOVIE: categorical_ids(raw, C.MOVIE, path),
-            C.WATCHED_MINUTES: minutes.to_numpy(),
+            C.USER: user,
+            C.MOVIE: movie,
+            C.WATCHED_MINUTES: minutes,
             C.DATETIME: _watch_datetime(raw, path).to_numpy(),
         }
     )
@@ -201,7 +281,8 @@ def validate_movies(raw: pd.DataFrame, path: str | Path = "movies metadata") -> 
     dup = df[C.MOVIE].duplicated(keep=False).to_numpy()
     if dup.any():
         raise DataValidationError(
-            f"duplicate movie_id {df.loc[dup, C.MOVIE].iloc[0]!r} ({int(df[C.MOVIE].duplicated().sum())} duplicates)",
+            f"duplicate movie_id {quote(df.loc[dup, C.MOVIE].iloc[0])} "
+            f"({int(df[C.MOVIE].duplicated().sum())} duplicates)",
             path=str(path),
             column=C.MOVIE,
             example=_example(raw, dup),

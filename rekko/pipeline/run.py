@@ -1,8 +1,10 @@
 """The pipeline: ingest -> ratings -> features -> similarity -> artifacts.
 
-Everything is computed in memory and validated before the first byte is
-written; then the old manifest is removed, each artifact is written atomically,
-and the new manifest goes last.
+The output paths are checked first (no collisions, every folder writable),
+then everything is computed in memory and validated before the first byte is
+written. The write phase holds the artifact set's lock: every artifact is
+staged beside its target, the old manifest is removed, the staged files are
+renamed into place, and the new manifest goes last.
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rekko.pipeline import ingest
-from rekko.artifacts import Manifest, describe_file, write_manifest, write_topk
+from rekko.artifacts import Manifest, TopKSimilarity, describe_file, topk_to_bytes, write_manifest
+from rekko.columns import LIST_COLUMNS
+from rekko.columns import Columns as C
 from rekko.config import PipelineConfig, RekkoParams, SimilarityConfig
+from rekko.io import StagedFiles, remove_stale_temp_files, sha256_file, table_format, write_frame
+from rekko.locking import DEFAULT_LOCK_TIMEOUT, exclusive_lock
+from rekko.paths import PipelinePaths
+from rekko.pipeline import ingest
 from rekko.pipeline.collaborative import item_item_similarity, recency_rank
-from rekko.columns import LIST_COLUMNS, Columns as C
 from rekko.pipeline.features import (
     aggregate_sessions,
     attach_movie_index,
@@ -29,10 +35,8 @@ from rekko.pipeline.features import (
     user_features,
     watch_ratio,
 )
-from rekko.io import sha256_file, write_table
-from rekko.paths import PipelinePaths
+from rekko.pipeline.outputs import check_output_folders, check_output_paths, check_outputs
 from rekko.pipeline.ratings import attach_ratings
-from rekko.artifacts import TopKSimilarity
 from rekko.pipeline.similarity import content_similarities
 
 log = logging.getLogger(__name__)
@@ -140,37 +144,68 @@ def manifest_parameters(config: PipelineConfig) -> dict[str, Any]:
     return config.to_manifest()
 
 
-def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineConfig,
-                 inputs: dict[str, dict[str, Any]]) -> Manifest:
-    """Write P4..P9 atomically, then the manifest (removed first so a crash leaves none)."""
-    paths.manifest.unlink(missing_ok=True)
-    interactions = result.interactions.sort_values([C.USER, "movie_idx"], kind="stable")
-    write_table(result.ratings, paths.movies_rd)
-    write_table(result.users, paths.int_coef)
-    write_table(_movies_for_parquet(result.movies), paths.movies_upd)
+def _stage_table(staged: StagedFiles, df: pd.DataFrame, target: Path, *,
+                 row_group_size: int | None = None) -> dict[str, Any]:
+    """Write ``df`` to a staged file for ``target``; its manifest entry (hash of the staged bytes, final path)."""
+    tmp = staged.stage(target)
+    write_frame(df, tmp, fmt=table_format(target), row_group_size=row_group_size)
+    return {**describe_file(tmp, rows=len(df)), "path": str(target)}
+
+
+def _stage_topk(staged: StagedFiles, sim: TopKSimilarity, target: Path) -> dict[str, Any]:
+    """Stage a similarity artifact (:func:`rekko.artifacts.topk_to_bytes`, the format's one writer)."""
+    tmp = staged.stage(target)
+    tmp.write_bytes(topk_to_bytes(sim))
+    return {**describe_file(tmp, rows=int(sim.matrix.shape[0])), "path": str(target)}
+
+
+def _stage_artifacts(result: PipelineResult, paths: PipelinePaths, staged: StagedFiles) -> dict[str, dict[str, Any]]:
+    """Stage P4..P9 and cos_sim_cf.pkl; the manifest's ``artifacts`` block, by role."""
     # sorted by user in small row groups: recommend for one user reads one or two groups
-    write_table(interactions, paths.interactions_upd, row_group_size=USER_ROW_GROUP)
-    write_topk(result.sim_md, paths.sim_md)
-    write_topk(result.sim_desc, paths.sim_desc)
-    if result.sim_cf is not None:
-        write_topk(result.sim_cf, paths.sim_cf)
+    interactions = result.interactions.sort_values([C.USER, "movie_idx"], kind="stable")
     artifacts = {
-        "movies_rd": describe_file(paths.movies_rd, rows=len(result.ratings)),
-        "int_coef": describe_file(paths.int_coef, rows=len(result.users)),
-        "movies_upd": describe_file(paths.movies_upd, rows=len(result.movies)),
-        "interactions_upd": describe_file(paths.interactions_upd, rows=len(interactions)),
-        "sim_md": describe_file(paths.sim_md, rows=int(result.sim_md.matrix.shape[0])),
-        "sim_desc": describe_file(paths.sim_desc, rows=int(result.sim_desc.matrix.shape[0])),
+        "movies_rd": _stage_table(staged, result.ratings, paths.movies_rd),
+        "int_coef": _stage_table(staged, result.users, paths.int_coef),
+        "movies_upd": _stage_table(staged, _movies_for_parquet(result.movies), paths.movies_upd),
+        "interactions_upd": _stage_table(staged, interactions, paths.interactions_upd, row_group_size=USER_ROW_GROUP),
+        "sim_md": _stage_topk(staged, result.sim_md, paths.sim_md),
+        "sim_desc": _stage_topk(staged, result.sim_desc, paths.sim_desc),
     }
     if result.sim_cf is not None:
-        artifacts["sim_cf"] = describe_file(paths.sim_cf, rows=int(result.sim_cf.matrix.shape[0]))
-    manifest = Manifest(
-        parameters=manifest_parameters(config),
-        counts={**result.counts, "timings_s": result.timings},
-        inputs=inputs,
-        artifacts=artifacts,
-    )
-    write_manifest(manifest, paths.manifest)
+        artifacts["sim_cf"] = _stage_topk(staged, result.sim_cf, paths.sim_cf)
+    return artifacts
+
+
+def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineConfig,
+                 inputs: dict[str, dict[str, Any]], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Manifest:
+    """Write P4..P9, cos_sim_cf.pkl and the manifest as one set.
+
+    Before anything is removed: the paths must not collide and every output
+    folder must take a new file (else exit 2, old set intact). Then, holding
+    the set's lock (:mod:`rekko.locking`): temporary files of interrupted runs
+    are removed, every artifact is staged beside its target, the old manifest
+    is removed, the staged files are renamed into place, and the manifest is
+    written last. A failure while staging (disk full, a kill) leaves the old
+    set and its manifest as they were; only a failure among the renames
+    leaves no manifest, which readers refuse rather than mix two runs.
+    """
+    check_output_paths(paths)
+    check_output_folders(paths, create=True)
+    with exclusive_lock(paths.lock, timeout=lock_timeout, what=f"the artifact set of {paths.manifest}"):
+        stale = remove_stale_temp_files(p for p in paths.outputs().values() if p != paths.lock)
+        if stale:
+            log.warning("removed %d temporary files left by an interrupted run: %s",
+                        len(stale), ", ".join(map(str, stale[:5])) + (" ..." if len(stale) > 5 else ""))
+        with StagedFiles() as staged:
+            manifest = Manifest(
+                parameters=manifest_parameters(config),
+                counts={**result.counts, "timings_s": result.timings},
+                inputs=inputs,
+                artifacts=_stage_artifacts(result, paths, staged),
+            )
+            paths.manifest.unlink(missing_ok=True)
+            staged.publish()
+        write_manifest(manifest, paths.manifest)
     return manifest
 
 
@@ -183,8 +218,14 @@ def input_fingerprints(paths: PipelinePaths) -> dict[str, dict[str, Any]]:
 
 
 def run_pipeline(paths: PipelinePaths = PipelinePaths(), config: PipelineConfig = PipelineConfig(),
-                 *, ratings_extra: pd.DataFrame | None = None) -> tuple[PipelineResult, Manifest]:
-    """Read the three inputs, compute everything, write the artifacts and the manifest."""
+                 *, ratings_extra: pd.DataFrame | None = None,
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> tuple[PipelineResult, Manifest]:
+    """Check the output paths, read the three inputs, compute everything, write the artifacts and the manifest.
+
+    The output checks come first so a run that cannot write fails in a
+    second, not after the whole computation.
+    """
+    check_outputs(paths)
     timer = _Timer()
     interactions = ingest.load_interactions(paths.interactions)
     movies = ingest.load_movies(paths.movies)
@@ -193,7 +234,7 @@ def run_pipeline(paths: PipelinePaths = PipelinePaths(), config: PipelineConfig 
     result = compute(interactions, movies, ratings, config, paths=paths)
     result.timings = {**timer.timings, **result.timings}
     t = time.perf_counter()
-    manifest = write_result(result, paths, config, input_fingerprints(paths))
+    manifest = write_result(result, paths, config, input_fingerprints(paths), lock_timeout=lock_timeout)
     result.timings["write"] = round(time.perf_counter() - t, 3)
     return result, manifest
 
@@ -223,14 +264,16 @@ def tuned_config(manifest_path: Path, base: PipelineConfig) -> PipelineConfig | 
 
 def run_with_enrichment(paths: PipelinePaths = PipelinePaths(), *, top_k: int = 100,
                         config: PipelineConfig | None = None,
-                        keep_tuned: bool = True) -> tuple[PipelineResult, Manifest]:
+                        keep_tuned: bool = True,
+                        lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> tuple[PipelineResult, Manifest]:
     """The pipeline as the CLI and the entrypoint run it.
 
     With ``REKKO_API_KEY`` set, titles the API cache lacks are fetched first
     (``rekko enrich``); with or without a key, an existing cache beside the
     ratings file adds its rows to the ratings the pipeline joins. Parameters
     found by ``rekko tune`` in the current manifest are kept unless
-    ``keep_tuned`` is false.
+    ``keep_tuned`` is false. ``lock_timeout`` is how long the write phase
+    waits for another run writing the same artifact set.
     """
     import os
 
@@ -244,7 +287,7 @@ def run_with_enrichment(paths: PipelinePaths = PipelinePaths(), *, top_k: int = 
     try:
         from rekko.enrich import EnrichSettings, default_cache_path, enrich_titles, read_cache_as_ratings
     except ImportError:  # built without the enrichment client
-        return run_pipeline(paths, cfg)
+        return run_pipeline(paths, cfg, lock_timeout=lock_timeout)
     cache_path = default_cache_path(paths.ratings)
     if os.environ.get("REKKO_API_KEY"):
         movies = ingest.load_movies(paths.movies)  # validate before any network traffic
@@ -254,4 +297,4 @@ def run_with_enrichment(paths: PipelinePaths = PipelinePaths(), *, top_k: int = 
     journal = cache_path.parent / f".{cache_path.name}.journal"
     if cache_path.exists() or journal.exists():
         extra = read_cache_as_ratings(cache_path)
-    return run_pipeline(paths, cfg, ratings_extra=extra)
+    return run_pipeline(paths, cfg, ratings_extra=extra, lock_timeout=lock_timeout)
