@@ -5,19 +5,29 @@ Handlers are ``async def`` on purpose: each does a bounded amount of numpy work
 running it on the event loop is cheaper than a thread-pool hop, and it keeps
 the recommender single-threaded within a worker. Every handler reads
 ``state.snapshot`` exactly once.
+
+:class:`AccessPolicy` keeps the service private: an optional bearer token
+(``REKKO_SERVE_TOKEN``) and the Host names the server answers to, as ASGI
+middleware around the app, refusing in JSON like every other error.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
-from collections.abc import AsyncIterator
+import os
+import re
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rekko import __version__
 from rekko.columns import Columns as C
@@ -49,14 +59,16 @@ _NOT_FOUND = {404: {"model": Error, "description": "unknown movie"}}
 
 
 def create_app(paths: ArtifactPaths | None = None, *, state: SnapshotSource | None = None,
-               reload_interval: float | None = 2.0) -> FastAPI:
+               reload_interval: float | None = 2.0, access: AccessPolicy | None = None) -> FastAPI:
     """Build the app over ``paths`` (loaded and verified now) or over a ready ``state``.
 
     Raises :class:`~rekko.exceptions.ArtifactError` when the artifacts are
     missing or do not verify, so a server never starts without them.
     ``reload_interval`` (seconds) is how often the watcher looks for a new
-    pipeline run; None turns reloading off.
+    pipeline run; None turns reloading off. ``access`` adds the bearer token
+    and Host checks (None: open, as a library caller on loopback wants it).
     """
+    access = access or AccessPolicy()
     if state is None:
         state = ArtifactState.from_paths(paths or ArtifactPaths(), interval=reload_interval)
 
@@ -91,9 +103,11 @@ def create_app(paths: ArtifactPaths | None = None, *, state: SnapshotSource | No
         log.exception("unexpected error")
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
 
+    page_html = page_with_token_prompt() if access.token else PAGE_HTML
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
-        return PAGE_HTML
+        return page_html
 
     @app.get("/health", response_model=Health, summary="artifact generation, counts and reload status")
     async def health() -> Health:
@@ -137,6 +151,12 @@ def create_app(paths: ArtifactPaths | None = None, *, state: SnapshotSource | No
         title = str(snap.recommender.artifacts.titles[pos])
         return SimilarList(movie_id=movie_id, title=title, kind=kind, artifacts=snap.version, items=items)
 
+    # added last = outermost: the Host check answers before the token check, so a rebound DNS
+    # name never learns whether a token is set
+    if access.token:
+        app.add_middleware(BearerAuth, token=access.token)
+    if access.allowed_hosts:
+        app.add_middleware(JsonTrustedHost, allowed_hosts=access.allowed_hosts)
     return app
 
 
@@ -179,3 +199,178 @@ def _json(body: dict[str, Any]) -> Response:
     """Serialize once, without FastAPI's re-validation of the response model (documented via response_model)."""
     return Response(json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(),
                     media_type="application/json")
+
+
+def json_error(status: int, detail: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The body every refusal has, whichever layer refuses: ``{"detail": "..."}``."""
+    return JSONResponse({"detail": detail}, status_code=status, headers=dict(headers or {}))
+
+
+# -- who may ask: a bearer token and the Host names ------------------------------------------
+ENV_TOKEN = "REKKO_SERVE_TOKEN"
+#: answered without a token: the liveness probe, and the page shell (static HTML and script, no
+#: data; a browser cannot add a header to the navigation that loads it, so its script asks for
+#: the token and sends it with each data request)
+PUBLIC_PATHS = frozenset({"/health", "/"})
+_TOKEN = re.compile(r"[\x21-\x7e]+")  # what a client can send after "Bearer " (visible ASCII)
+SHORT_TOKEN = 16
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Who may ask: an optional bearer token and the Host header values the server answers.
+
+    ``token`` is kept out of ``repr`` so no log line or traceback can show it.
+    """
+
+    token: str | None = field(default=None, repr=False)
+    allowed_hosts: tuple[str, ...] = ()
+
+
+def read_token(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The bearer token from ``REKKO_SERVE_TOKEN`` (surrounding whitespace dropped); None when unset.
+
+    Set but empty, or holding what a client cannot send in a header, is a
+    :class:`ConfigError` (exit 2): a typo must not start an open server. No
+    message ever contains the token.
+    """
+    raw = environ.get(ENV_TOKEN)
+    if raw is None:
+        return None
+    token = raw.strip()
+    if not token:
+        raise ConfigError(f"{ENV_TOKEN} is set but empty: set it to a secret, or unset it to serve without a token")
+    if not _TOKEN.fullmatch(token):
+        raise ConfigError(f"{ENV_TOKEN} must be visible ASCII without spaces: clients send it as "
+                          "'Authorization: Bearer <token>'")
+    if len(token) < SHORT_TOKEN:
+        log.warning("%s is only %d characters long; use 32 or more random ones, e.g. "
+                    "python -c 'import secrets; print(secrets.token_urlsafe(32))'", ENV_TOKEN, len(token))
+    return token
+
+
+class BearerAuth:
+    """ASGI middleware: every path but :data:`PUBLIC_PATHS` needs ``Authorization: Bearer <token>``.
+
+    Pure ASGI rather than a FastAPI dependency so nothing mounted later (docs,
+    static files, unknown paths) can forget it. The comparison is
+    :func:`hmac.compare_digest` (time independent of where the values differ);
+    the token is never logged, and a refusal never echoes what was sent.
+    """
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self._token = token.encode("ascii")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        sent = _bearer(scope)
+        if sent is not None and hmac.compare_digest(sent, self._token):
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if sent is None:
+            detail = f"this server needs 'Authorization: Bearer <token>' (the {ENV_TOKEN} it was started with)"
+            challenge = 'Bearer realm="rekko"'
+        else:
+            detail, challenge = "invalid bearer token", 'Bearer realm="rekko", error="invalid_token"'
+        response = json_error(401, detail, {"WWW-Authenticate": challenge, "Cache-Control": "no-store"})
+        await response(scope, receive, send)
+
+
+def _bearer(scope: Scope) -> bytes | None:
+    """The credentials of the first ``Authorization: Bearer ...`` header, None without one."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, credentials = value.partition(b" ")
+            return credentials.strip() if scheme.lower() == b"bearer" else None
+    return None
+
+
+class JsonTrustedHost:
+    """Starlette's :class:`TrustedHostMiddleware` decides; its refusal is answered in JSON like every other error.
+
+    The check runs first (outermost), so a request under a foreign Host name
+    (DNS rebinding, a mistyped proxy) learns nothing else about the server.
+    """
+
+    _ADMITTED = "rekko.host_admitted"
+
+    def __init__(self, app: ASGIApp, allowed_hosts: tuple[str, ...]) -> None:
+        self.app = app
+        self._check = TrustedHostMiddleware(self._admit, allowed_hosts=list(allowed_hosts), www_redirect=False)
+
+    async def _admit(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[self._ADMITTED] = True
+        await self.app(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._check(scope, receive, send)
+            return
+
+        async def only_if_admitted(message: Message) -> None:  # drops Starlette's plain-text refusal
+            if scope.get(self._ADMITTED):
+                await send(message)
+
+        await self._check(scope, receive, only_if_admitted)
+        if not scope.get(self._ADMITTED):
+            await json_error(400, "Host header missing or not allowed on this server")(scope, receive, send)
+
+
+_TOKEN_PROMPT = """<style>#token-form[hidden] { display: none; }</style>
+<form id="token-form" hidden>
+  <label>This server needs an access token <input id="token" type="password" autocomplete="off"></label>
+  <button type="submit">Use token</button>
+</form>
+<script>
+"use strict";
+// The server was started with REKKO_SERVE_TOKEN: keep the token for this tab only (sessionStorage)
+// and add it to the page's own requests to this server; never to other origins, never to the URL.
+(() => {
+  const KEY = "rekko-token";
+  const form = document.getElementById("token-form");
+  const input = document.getElementById("token");
+  const show = visible => { form.hidden = !visible; };
+  show(!sessionStorage.getItem(KEY));
+  form.addEventListener("submit", event => {
+    event.preventDefault();
+    const value = input.value.trim();
+    if (!value) return;
+    sessionStorage.setItem(KEY, value);
+    input.value = "";
+    show(false);
+    const ask = document.getElementById("ask");
+    const user = document.getElementById("user");
+    if (ask && user && user.value) ask.requestSubmit();
+  });
+  const plainFetch = window.fetch.bind(window);
+  window.fetch = async (resource, init = {}) => {
+    const token = sessionStorage.getItem(KEY);
+    const ours = typeof resource === "string" && resource.startsWith("/") && !resource.startsWith("//");
+    if (!token || !ours) return plainFetch(resource, init);
+    const headers = new Headers(init.headers || {});
+    headers.set("Authorization", "Bearer " + token);
+    const response = await plainFetch(resource, {...init, headers});
+    if (response.status === 401) {
+      sessionStorage.removeItem(KEY);
+      show(true);
+    }
+    return response;
+  };
+})();
+</script>
+"""
+
+
+def page_with_token_prompt() -> str:
+    """The page with a token field and a ``fetch`` that sends ``Authorization: Bearer`` (token servers only)."""
+    anchor = "<body>\n"
+    if anchor not in PAGE_HTML:  # pragma: no cover - guarded by tests/test_serve_security.py
+        raise RuntimeError("rekko.serve.page.PAGE_HTML has no <body> line to put the token prompt after")
+    return PAGE_HTML.replace(anchor, anchor + _TOKEN_PROMPT, 1)
+

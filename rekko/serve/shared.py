@@ -32,7 +32,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -47,10 +47,14 @@ from rekko.recommend import SIM_KINDS, Artifacts, Recommender
 from rekko.serve.catalog import json_value
 from rekko.serve.state import ArtifactState, Poller, Snapshot, _now, file_fingerprint, load_snapshot
 
+if TYPE_CHECKING:  # FastAPI and uvicorn are imported only where a server starts
+    from rekko.serve.app import AccessPolicy
+
 log = logging.getLogger(__name__)
 
 ENV_ROOT = "REKKO_SERVE_SHARED_DIR"
 ENV_INTERVAL = "REKKO_SERVE_RELOAD_INTERVAL"
+ENV_ALLOWED_HOSTS = "REKKO_SERVE_ALLOWED_HOSTS"
 CURRENT = "current.json"
 BUNDLE_FORMAT = "rekko.serve-bundle/1"
 _HINT = str(ArtifactError(""))  # the "rerun the pipeline" sentence every ArtifactError ends with
@@ -305,11 +309,14 @@ class BundleState(Poller):
 
 def worker_app():
     """uvicorn factory for each worker process (``rekko.serve.shared:worker_app``)."""
-    from rekko.serve.app import create_app
+    from rekko.serve.app import ENV_TOKEN, AccessPolicy, create_app
 
     root = Path(os.environ[ENV_ROOT])
     interval = float(os.environ.get(ENV_INTERVAL, "0.5"))
-    return create_app(state=BundleState(root, interval=interval if interval > 0 else None))
+    # the parent validated both (bad values exit 2 there); every worker answers under the same rules
+    access = AccessPolicy(token=os.environ.get(ENV_TOKEN, "").strip() or None,
+                          allowed_hosts=tuple(h for h in os.environ.get(ENV_ALLOWED_HOSTS, "").split(",") if h))
+    return create_app(state=BundleState(root, interval=interval if interval > 0 else None), access=access)
 
 
 def _graceful_exit(signum: int, frame: object) -> None:
@@ -317,31 +324,47 @@ def _graceful_exit(signum: int, frame: object) -> None:
 
 
 def serve_shared(paths: ArtifactPaths, *, host: str, port: int, workers: int, interval: float | None,
-                 log_level: str = "info", shared_dir: Path | None = None) -> int:
+                 log_level: str = "info", shared_dir: Path | None = None, access: AccessPolicy | None = None) -> int:
     """Verify and export the artifacts (in a child process), then serve the bundle with ``workers`` processes.
 
     With one worker the app runs in this process; with more, uvicorn's
     supervisor spawns them and this process only publishes new generations.
+    ``access`` adds the bearer token and Host checks (default: none).
     """
     import uvicorn
 
+    from rekko.serve.app import AccessPolicy
+
+    access = access or AccessPolicy()
     root = Path(tempfile.mkdtemp(prefix="rekko-serve-", dir=shared_dir))
     publisher: BundlePublisher | None = None
     try:
         publisher = BundlePublisher(paths, root, interval=interval)  # ArtifactError -> exit 2
-        os.environ[ENV_ROOT] = str(root)
-        os.environ[ENV_INTERVAL] = str(min(interval, 0.5) if interval else 0)
+        _export_worker_settings(root, interval, access)
         publisher.start()
         # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler it found; make
         # that handler unwind through ``finally`` (stop the publisher, remove the bundles) and exit 0
         signal.signal(signal.SIGTERM, _graceful_exit)
+        options = {"host": host, "port": port, "log_level": log_level, "access_log": False}
         if workers == 1:  # one process: the publisher's thread and the app side by side
-            uvicorn.run(worker_app(), host=host, port=port, log_level=log_level, access_log=False)
+            uvicorn.run(worker_app(), **options)
         else:
-            uvicorn.run("rekko.serve.shared:worker_app", factory=True, host=host, port=port, workers=workers,
-                        log_level=log_level, access_log=False)
+            uvicorn.run("rekko.serve.shared:worker_app", factory=True, workers=workers, **options)
     finally:
         if publisher is not None:
             publisher.stop()
         shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+def _export_worker_settings(root: Path, interval: float | None, access: AccessPolicy) -> None:
+    """What :func:`worker_app` reads in each worker: environment variables, which spawned workers inherit."""
+    from rekko.serve.app import ENV_TOKEN
+
+    os.environ[ENV_ROOT] = str(root)
+    os.environ[ENV_INTERVAL] = str(min(interval, 0.5) if interval else 0)
+    os.environ[ENV_ALLOWED_HOSTS] = ",".join(access.allowed_hosts)
+    if access.token:
+        os.environ[ENV_TOKEN] = access.token
+    else:
+        os.environ.pop(ENV_TOKEN, None)
