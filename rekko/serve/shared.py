@@ -48,7 +48,7 @@ from rekko.serve.catalog import json_value
 from rekko.serve.state import ArtifactState, Poller, Snapshot, _now, file_fingerprint, load_snapshot
 
 if TYPE_CHECKING:  # FastAPI and uvicorn are imported only where a server starts
-    from rekko.serve.app import AccessPolicy
+    from rekko.serve.app import AccessPolicy, ConnectionLimits
 
 log = logging.getLogger(__name__)
 
@@ -324,18 +324,21 @@ def _graceful_exit(signum: int, frame: object) -> None:
 
 
 def serve_shared(paths: ArtifactPaths, *, host: str, port: int, workers: int, interval: float | None,
-                 log_level: str = "info", shared_dir: Path | None = None, access: AccessPolicy | None = None) -> int:
+                 log_level: str = "info", shared_dir: Path | None = None, limits: ConnectionLimits | None = None,
+                 access: AccessPolicy | None = None) -> int:
     """Verify and export the artifacts (in a child process), then serve the bundle with ``workers`` processes.
 
     With one worker the app runs in this process; with more, uvicorn's
     supervisor spawns them and this process only publishes new generations.
-    ``access`` adds the bearer token and Host checks (default: none).
+    ``limits`` bound connections and timeouts per worker, ``access`` adds the
+    bearer token and Host checks (both default to :mod:`rekko.serve.app`'s).
     """
     import uvicorn
 
-    from rekko.serve.app import AccessPolicy
+    from rekko.serve.app import AccessPolicy, ConnectionLimits, fit_open_files
 
     access = access or AccessPolicy()
+    limits = fit_open_files(limits or ConnectionLimits())
     root = Path(tempfile.mkdtemp(prefix="rekko-serve-", dir=shared_dir))
     publisher: BundlePublisher | None = None
     try:
@@ -345,7 +348,8 @@ def serve_shared(paths: ArtifactPaths, *, host: str, port: int, workers: int, in
         # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler it found; make
         # that handler unwind through ``finally`` (stop the publisher, remove the bundles) and exit 0
         signal.signal(signal.SIGTERM, _graceful_exit)
-        options = {"host": host, "port": port, "log_level": log_level, "access_log": False}
+        options = {"host": host, "port": port, "log_level": log_level, "access_log": False,
+                   **limits.uvicorn_options()}
         if workers == 1:  # one process: the publisher's thread and the app side by side
             uvicorn.run(worker_app(), **options)
         else:
