@@ -189,7 +189,8 @@ def test_shutdown_waits_at_most_timeout_graceful_shutdown_for_requests_in_flight
 
 
 # -- the connection cap ----------------------------------------------------------------------------
-def test_at_the_cap_a_newcomer_replaces_the_longest_waiting_connection():
+def test_at_the_cap_a_newcomer_replaces_the_longest_waiting_connection(monkeypatch, caplog):
+    monkeypatch.setattr(app_module, "_last_full_report", float("-inf"))
     with guarded(ConnectionLimits(max_connections=4, header_timeout=60)) as (port, _):
         slow = [connect(port, PARTIAL) for _ in range(4)]
         time.sleep(0.2)
@@ -204,6 +205,8 @@ def test_at_the_cap_a_newcomer_replaces_the_longest_waiting_connection():
         finally:
             for s in slow:
                 s.close()
+    reports = [r for r in caplog.records if "--limit-concurrency" in r.getMessage()]
+    assert len(reports) == 1  # the operator hears of it, once a minute at most
 
 
 def test_at_the_cap_with_every_connection_busy_a_newcomer_gets_a_json_503():

@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import re
+import time
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -468,6 +469,20 @@ def fit_open_files(limits: ConnectionLimits) -> ConnectionLimits:
     return dataclasses.replace(limits, max_connections=cap)
 
 
+_FULL_REPORT_EVERY = 60.0  # seconds: a flood must not flood the log too
+_last_full_report = float("-inf")
+
+
+def _report_full(cap: int) -> None:
+    """Tell the operator the cap is reached, at most once a minute per process."""
+    global _last_full_report
+    now = time.monotonic()
+    if now - _last_full_report >= _FULL_REPORT_EVERY:
+        _last_full_report = now
+        log.warning("%d connections open, the --limit-concurrency of this worker: replacing the longest-waiting "
+                    "ones (many slow clients, or too low a limit)", cap)
+
+
 #: per uvicorn server (one per worker process): connections not in a request, longest waiting first
 _WAITING: weakref.WeakKeyDictionary[Any, dict[GuardedHttpProtocol, None]] = weakref.WeakKeyDictionary()
 
@@ -476,12 +491,12 @@ class GuardedHttpProtocol(_ParserProtocol):
     """uvicorn's HTTP/1.1 protocol plus the bounds it lacks, so slow clients cannot starve the rest.
 
     * **Connection cap.** Past ``max_connections`` a new connection replaces
-      the one that has waited longest without a complete request (a partial
-      head, or idle between requests), as nginx reuses idle connections when
-      it runs out of them (``ngx_drain_connections``). A slow-socket flood thus
-      only displaces itself: a normal client sends its head at once and is
-      never the longest waiting. Only when every connection is busy in the
-      app is the newcomer answered 503 and closed.
+      the one that has waited longest without a complete request, as nginx
+      reuses its idle connections when it runs out (``ngx_drain_connections``);
+      here a partial head counts as waiting too, since that is what a
+      slow-socket flood sends. The flood thus only displaces itself: a normal
+      client sends its head at once and is never the longest waiting. Only
+      when every connection is busy in the app is the newcomer answered 503.
     * **Request-head deadline** (nginx ``client_header_timeout``). uvicorn's
       only timer is keep-alive, armed *after* a response, so a client that
       connected and sent half a request line held its socket forever: 408.
@@ -504,9 +519,11 @@ class GuardedHttpProtocol(_ParserProtocol):
     # -- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.limits.max_connections and not self._evict_longest_waiting():
-            self._refuse(503, "the server is at its connection limit; retry shortly")
-            return
+        if len(self.connections) > self.limits.max_connections:
+            _report_full(self.limits.max_connections)
+            if not self._evict_longest_waiting():
+                self._refuse(503, "the server is at its connection limit; retry shortly")
+                return
         self._wait_for_head()
         self._arm_head_timer()
 
