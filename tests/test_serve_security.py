@@ -254,16 +254,19 @@ def test_rekko_serve_with_a_token_and_two_workers(tmp_path):
         status, health, _ = request(url + "/health")
         assert status == 200 and health["status"] == "ok"
 
-        paths.manifest.write_text("{ not json", encoding="utf-8")  # a broken generation on disk
+        broken = paths.manifest.with_suffix(".tmp")  # a broken generation on disk, in one rename: one reload
+        broken.write_text("{ not json", encoding="utf-8")
+        broken.replace(paths.manifest)
 
         def stale() -> bool:
             return request(url + "/health")[1]["status"] == "stale"
 
-        assert wait_for(stale, timeout=30, interval=0.2)
+        # each reload loads in a fresh child interpreter: seconds, more on a busy machine
+        assert wait_for(stale, timeout=90, interval=0.2), (request(url + "/health")[1], served.log()[-3000:])
         health = request(url + "/health")[1]
-        assert "manifest.json" in health["reload_error"]
+        assert "manifest.json" in health["reload_error"], health
         assert request(url + "/recommendations/1?n=2", bearer())[0] == 200  # the old generation still answers
     log = served.log()
-    assert "Uvicorn running on http://127.0.0.1:" in log  # no --host given: loopback
+    assert "Uvicorn running on http://127.0.0.1:" in log, log[-3000:]  # no --host given: loopback
     assert "without REKKO_SERVE_TOKEN" not in log
     assert TOKEN not in log and TOKEN[:12] not in log  # not even at --log-level debug
