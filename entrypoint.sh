@@ -6,7 +6,8 @@
 #   recommend  P1 = user id, P2 = number of rekkos, P3..P7 = interactions_upd, movies_md_upd,
 #              int_coef, cos_sim_md, cos_sim_desc
 #   demo       no P variables at all
-#   serve      REKKO_MODE=serve: the HTTP API on ${PORT:-80}; P3..P7 as in recommend mode
+#   serve      REKKO_MODE=serve: the HTTP API on ${HOST:-0.0.0.0}:${PORT:-80}; P3..P7 as in recommend
+#              mode; REKKO_SERVE_TOKEN (passed through) makes it ask for a bearer token
 #
 # The mode is guessed from P1 (a whole number, e.g. 42 or -5 -> recommend; a path -> pipeline) unless
 # REKKO_MODE=pipeline|recommend|demo|serve says otherwise. Arguments given to the container go
@@ -176,6 +177,8 @@ case "$mode" in
     run_rekko demo "${extra[@]}"
     ;;
   serve)
+    # rekko serve listens on 127.0.0.1 unless told otherwise; inside a container that address is
+    # unreachable through `docker run -p 4000:80`, so the image asks for every interface.
     args=(serve --host "${HOST:-0.0.0.0}" --port "${PORT:-80}")
     for i in 0 1 2 3 4; do
       value=${P[P$((i + 3))]}

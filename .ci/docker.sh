@@ -9,7 +9,8 @@
 #    data/ and matrix/ mounted; (c) the seed's recommend line with pred/ mounted; (d) bad runs:
 #    no artifacts, a missing input, a P1 that is neither a path nor a user id, an unwritable
 #    mount; (e) the same lines under --user for a host user whose uid is not the image's 1000;
-#    (f) REKKO_MODE=serve behind the seed's -p 4000:80, when the image has the serve extra.
+#    (f) REKKO_MODE=serve behind the seed's -p 4000:80 with a REKKO_SERVE_TOKEN, when the image
+#    has the serve extra.
 # Files written to mounts must belong to the host user, who reads and removes them.
 # Without a Docker engine (and no way to start one) it says so and exits 0, except when CI=true:
 # there every problem fails the run.
@@ -279,10 +280,13 @@ fi
 # --- 3f. the HTTP API behind the seed's -p 4000:80 -------------------------------------------
 if docker run --rm --entrypoint python "$IMAGE" -c 'import fastapi, uvicorn' >/dev/null 2>&1; then
   step "(f) REKKO_MODE=serve on localhost:$PORT"
-  cid=$(docker run -d --rm -p "$PORT:80" -e REKKO_MODE=serve "$IMAGE")
-  body=$(python3 - "$PORT" "$USER_ID" <<'PY' || true
-import json, sys, time, urllib.request
-port, user = sys.argv[1], sys.argv[2]
+  # The entrypoint passes --host 0.0.0.0 (rekko serve alone listens on 127.0.0.1, unreachable
+  # through -p); with REKKO_SERVE_TOKEN set, data needs the bearer token and /health does not.
+  token=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
+  cid=$(docker run -d --rm -p "$PORT:80" -e REKKO_MODE=serve -e REKKO_SERVE_TOKEN="$token" "$IMAGE")
+  body=$(python3 - "$PORT" "$USER_ID" "$token" <<'PY' || true
+import json, sys, time, urllib.error, urllib.request
+port, user, token = sys.argv[1], sys.argv[2], sys.argv[3]
 base = f"http://127.0.0.1:{port}"
 deadline = time.monotonic() + 60
 while True:
@@ -293,12 +297,23 @@ while True:
         if time.monotonic() > deadline:
             sys.exit("no answer on /health within 60 s")
         time.sleep(0.5)
-items = json.load(urllib.request.urlopen(f"{base}/recommendations/{user}?n=3", timeout=10))
+url = f"{base}/recommendations/{user}?n=3"
+try:
+    urllib.request.urlopen(url, timeout=10)
+    sys.exit("answered without the token")
+except urllib.error.HTTPError as exc:
+    if exc.code != 401:
+        sys.exit(f"without the token: HTTP {exc.code}, expected 401")
+request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+items = json.load(urllib.request.urlopen(request, timeout=10))
 print(json.dumps(items, ensure_ascii=False))
 PY
 )
   logs=$(docker logs "$cid" 2>&1 || true)
   docker stop --time 10 "$cid" >/dev/null 2>&1 || true
+  if grep -qF -- "$token" <<<"$logs"; then
+    fail "serve: the token appears in the server's log"
+  fi
   if grep -q '"movie_id"' <<<"$body"; then
     say "ok: GET /recommendations/$USER_ID?n=3 on localhost:$PORT: ${body:0:160}..."
   else

@@ -15,6 +15,11 @@ the bundle and carries the parent's reload status. Each worker polls
 ``current.json`` and swaps its whole snapshot reference when the bundle
 changes. Old bundles are deleted after the next swap; a worker still mapping
 one keeps its pages until it lets go (POSIX unlink semantics).
+
+Each server's folder (``rekko-serve-*`` in the temp dir) carries a
+``server.pid``; a server starting removes the folders whose server process is
+gone (killed with SIGKILL, so its ``finally`` never ran), and workers shut
+down when their parent dies instead of serving on as orphans.
 """
 
 from __future__ import annotations
@@ -25,14 +30,17 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
+import stat
 import tempfile
 import threading
+import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -48,10 +56,15 @@ from rekko.recommend.kernel import History, Scorer
 from rekko.serve.catalog import json_value
 from rekko.serve.state import ArtifactState, Poller, Snapshot, _now, file_fingerprint, load_snapshot
 
+if TYPE_CHECKING:  # FastAPI and uvicorn are imported only where a server starts
+    from rekko.serve.app import AccessPolicy, ConnectionLimits
+
 log = logging.getLogger(__name__)
 
 ENV_ROOT = "REKKO_SERVE_SHARED_DIR"
 ENV_INTERVAL = "REKKO_SERVE_RELOAD_INTERVAL"
+ENV_PARENT = "REKKO_SERVE_PARENT_PID"
+ENV_ALLOWED_HOSTS = "REKKO_SERVE_ALLOWED_HOSTS"
 CURRENT = "current.json"
 BUNDLE_FORMAT = "rekko.serve-bundle/1"
 _HINT = str(ArtifactError(""))  # the "rerun the pipeline" sentence every ArtifactError ends with
@@ -306,43 +319,190 @@ class BundleState(Poller):
 
 def worker_app():
     """uvicorn factory for each worker process (``rekko.serve.shared:worker_app``)."""
-    from rekko.serve.app import create_app
+    from rekko.serve.app import ENV_TOKEN, AccessPolicy, create_app
 
     root = Path(os.environ[ENV_ROOT])
     interval = float(os.environ.get(ENV_INTERVAL, "0.5"))
-    return create_app(state=BundleState(root, interval=interval if interval > 0 else None))
+    _exit_with_parent(int(os.environ.get(ENV_PARENT, "0")))
+    # the parent validated both (bad values exit 2 there); every worker answers under the same rules
+    access = AccessPolicy(token=os.environ.get(ENV_TOKEN, "").strip() or None,
+                          allowed_hosts=tuple(h for h in os.environ.get(ENV_ALLOWED_HOSTS, "").split(",") if h))
+    return create_app(state=BundleState(root, interval=interval if interval > 0 else None), access=access)
+
+
+def _exit_with_parent(parent: int, interval: float = 1.0) -> None:
+    """In a worker process: shut down (SIGTERM, gracefully) once the parent that spawned it is gone.
+
+    uvicorn's workers outlive a SIGKILLed supervisor and keep the port and the
+    bundle; they would make a restart fail and a dead server's folder look
+    alive. Nothing to watch when this *is* the parent (one worker).
+    """
+    if parent <= 0 or parent == os.getpid():
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        log.warning("the rekko serve parent process %d is gone; worker %d shuts down", parent, os.getpid())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="rekko-parent-watch", daemon=True).start()
 
 
 def _graceful_exit(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
+# -- a server's folder: whose it is, and removing those whose server is gone -----------------
+FOLDER_PREFIX = "rekko-serve-"
+PIDFILE = "server.pid"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The server process a bundle folder belongs to: the first three lines of its ``server.pid``.
+
+    Like PostgreSQL's ``postmaster.pid``: the pid first (``kill $(head -1
+    server.pid)`` works), then what tells a live owner from a recycled pid
+    (the process start time, in clock ticks since boot, "-" without /proc)
+    and the machine (a pid means nothing on another host sharing the folder).
+    """
+
+    pid: int
+    started: str
+    host: str
+
+    @classmethod
+    def this_process(cls) -> Owner:
+        proc = _proc_stat(os.getpid())
+        return cls(os.getpid(), proc[1] if proc else "-", socket.gethostname())
+
+    @classmethod
+    def read(cls, folder: Path) -> Owner | None:
+        """The owner recorded in ``folder``; None when there is no readable, complete pid file."""
+        try:
+            lines = (folder / PIDFILE).read_text(encoding="utf-8").splitlines()
+            return cls(int(lines[0]), lines[1], lines[2])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def write(self, folder: Path, listen: str) -> None:
+        with atomic_open(folder / PIDFILE, "w", encoding="utf-8") as fh:
+            fh.write(f"{self.pid}\n{self.started}\n{self.host}\n{_now().isoformat(timespec='seconds')}\n{listen}\n")
+
+    def alive(self) -> bool:
+        """False only when this process is certainly gone: no such pid, a zombie, or a recycled pid."""
+        if self.host != socket.gethostname():
+            return True  # another machine's process: cannot tell from here
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # exists; another user's
+        proc = _proc_stat(self.pid)
+        if proc is None:
+            return True
+        state, started = proc
+        return state != "Z" and self.started in ("-", started)
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time in ticks) from ``/proc/<pid>/stat``; None where there is no /proc."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = text.rpartition(")")[2].split()  # after "pid (comm)": the name may hold spaces and parentheses
+    return (fields[0], fields[19]) if len(fields) > 19 else None  # fields 3 and 22 of proc(5)
+
+
+def remove_stale_folders(parent: Path) -> list[Path]:
+    """Delete this user's ``rekko-serve-*`` folders in ``parent`` whose server process is gone.
+
+    A SIGKILL (OOM killer, ``docker kill``) skips the ``finally`` that removes
+    a server's folder, and each bundle can be hundreds of MB. Only folders
+    with a pid file naming a dead process go: a folder without one (a server
+    starting this instant, or an older rekko) is left alone, and so are other
+    users' folders and symlinks.
+    """
+    removed = []
+    try:
+        entries = sorted(parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(FOLDER_PREFIX) or not _own_directory(entry):
+            continue
+        owner = Owner.read(entry)
+        if owner is None or owner.alive():
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        log.info("removed %s: its server (pid %d) is gone", entry, owner.pid)
+        removed.append(entry)
+    return removed
+
+
+def _own_directory(path: Path) -> bool:
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+
+
 def serve_shared(paths: ArtifactPaths, *, host: str, port: int, workers: int, interval: float | None,
-                 log_level: str = "info", shared_dir: Path | None = None) -> int:
+                 log_level: str = "info", shared_dir: Path | None = None, limits: ConnectionLimits | None = None,
+                 access: AccessPolicy | None = None) -> int:
     """Verify and export the artifacts (in a child process), then serve the bundle with ``workers`` processes.
 
     With one worker the app runs in this process; with more, uvicorn's
     supervisor spawns them and this process only publishes new generations.
+    The bundle folder goes under ``shared_dir`` (default: the temp dir) with
+    a pid file; folders left there by killed servers are removed first.
+    ``limits`` bound connections and timeouts per worker, ``access`` adds the
+    bearer token and Host checks (both default to :mod:`rekko.serve.app`'s).
     """
     import uvicorn
 
-    root = Path(tempfile.mkdtemp(prefix="rekko-serve-", dir=shared_dir))
+    from rekko.serve.app import AccessPolicy, ConnectionLimits, fit_open_files
+
+    access = access or AccessPolicy()
+    limits = fit_open_files(limits or ConnectionLimits())
+    parent = Path(shared_dir) if shared_dir is not None else Path(tempfile.gettempdir())
+    remove_stale_folders(parent)
+    root = Path(tempfile.mkdtemp(prefix=FOLDER_PREFIX, dir=parent))
     publisher: BundlePublisher | None = None
     try:
+        Owner.this_process().write(root, f"{host}:{port}")
         publisher = BundlePublisher(paths, root, interval=interval)  # ArtifactError -> exit 2
-        os.environ[ENV_ROOT] = str(root)
-        os.environ[ENV_INTERVAL] = str(min(interval, 0.5) if interval else 0)
+        _export_worker_settings(root, interval, access)
         publisher.start()
         # uvicorn shuts down gracefully on SIGTERM, then re-raises it to the handler it found; make
         # that handler unwind through ``finally`` (stop the publisher, remove the bundles) and exit 0
         signal.signal(signal.SIGTERM, _graceful_exit)
+        options = {"host": host, "port": port, "log_level": log_level, "access_log": False,
+                   **limits.uvicorn_options()}
         if workers == 1:  # one process: the publisher's thread and the app side by side
-            uvicorn.run(worker_app(), host=host, port=port, log_level=log_level, access_log=False)
+            uvicorn.run(worker_app(), **options)
         else:
-            uvicorn.run("rekko.serve.shared:worker_app", factory=True, host=host, port=port, workers=workers,
-                        log_level=log_level, access_log=False)
+            uvicorn.run("rekko.serve.shared:worker_app", factory=True, workers=workers, **options)
     finally:
         if publisher is not None:
             publisher.stop()
         shutil.rmtree(root, ignore_errors=True)
     return 0
+
+
+def _export_worker_settings(root: Path, interval: float | None, access: AccessPolicy) -> None:
+    """What :func:`worker_app` reads in each worker: environment variables, which spawned workers inherit."""
+    from rekko.serve.app import ENV_TOKEN
+
+    os.environ[ENV_ROOT] = str(root)
+    os.environ[ENV_INTERVAL] = str(min(interval, 0.5) if interval else 0)
+    os.environ[ENV_PARENT] = str(os.getpid())
+    os.environ[ENV_ALLOWED_HOSTS] = ",".join(access.allowed_hosts)
+    if access.token:
+        os.environ[ENV_TOKEN] = access.token
+    else:
+        os.environ.pop(ENV_TOKEN, None)
