@@ -39,6 +39,10 @@ import rekko.io as io
 publish, stage = io.StagedFiles.publish, io.StagedFiles.stage
 def held(self):
     time.sleep(float(os.environ.get("SLEEP_IN_PUBLISH", "0")))
+    release = os.environ.get("HOLD_UNTIL_FILE")
+    end = time.monotonic() + 90
+    while release and not os.path.exists(release) and time.monotonic() < end:
+        time.sleep(0.05)  # hold the lock until the test has seen the other run wait for it
     publish(self)
 def killed_mid_write(self, target):
     if len(self._pending) == int(os.environ.get("DIE_AFTER_STAGING", "-1")):
@@ -118,19 +122,33 @@ def test_two_pipelines_leave_one_consistent_set(tiny_dir: Path) -> None:
     other = tiny_interactions()
     other = other[other.user_id != 2]
     other.to_parquet(tiny_dir / "data/other.parquet", index=False)
-    env = {**os.environ, "SLEEP_IN_PUBLISH": "6"}
+    release = tiny_dir / "release-a"
+    env = {**os.environ, "HOLD_UNTIL_FILE": str(release)}
     env.pop("REKKO_API_KEY", None)
     a = subprocess.Popen([sys.executable, "-c", SLOW_PIPELINE, "pipeline"], cwd=tiny_dir, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    b = None
     try:
         _wait_for_lock_holder(tiny_dir / "matrix/.rekko.lock", a.pid)
-        b = run_cli(["pipeline", "--interactions", "data/other.parquet"], tiny_dir)
+        b = subprocess.Popen([sys.executable, "-m", "rekko", "pipeline", "--interactions", "data/other.parquet"],
+                             cwd=tiny_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        waiting = ""
+        while "is locked by pid" not in waiting:  # B found the lock held, however slow the machine is
+            line = b.stderr.readline()
+            if not line:
+                break
+            waiting += line
+        release.touch()
+        b_out, b_rest = b.communicate(timeout=120)
         a_out, a_err = a.communicate(timeout=120)
     finally:
+        release.touch()
         a.kill()
+        if b is not None:
+            b.kill()
     assert a.returncode == 0, a_err
-    assert b.returncode == 0, b.stderr
-    assert f"is locked by pid {a.pid}" in b.stderr and "waiting up to 60 s" in b.stderr
+    assert b.returncode == 0, waiting + b_rest
+    assert f"is locked by pid {a.pid}" in waiting and "waiting up to 60 s" in waiting
     manifest = read_manifest(tiny_dir / "matrix/manifest.json")
     assert manifest.inputs["interactions"]["path"] == "data/other.parquet"  # B wrote last, whole
     for role, entry in manifest.artifacts.items():
