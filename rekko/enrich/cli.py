@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from rekko.columns import Columns as C
-from rekko.enrich.cache import default_cache_path
-from rekko.enrich.runner import enrich_titles, progress_log
 from rekko.enrich.settings import ENV_KEY, ENV_PROVIDER, ENV_URL, PROGRESS_MODES, PROVIDERS, EnrichSettings
 from rekko.exceptions import MissingColumnsError
 from rekko.io import read_table
@@ -145,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
     if C.TITLE not in movies.columns:
         raise MissingColumnsError([C.TITLE], path=str(args.movies), available=movies.columns)
     columns = [c for c in (C.TITLE, C.RELEASE_YEAR) if c in movies.columns]
+    from rekko.enrich.cache import default_cache_path
+    from rekko.enrich.runner import enrich_titles, progress_log
+
     cache = args.cache or default_cache_path(args.ratings)
     if settings.progress in ("auto", "log") and progress_log.level == logging.NOTSET:
         progress_log.setLevel(logging.INFO)  # without a terminal, these lines are the progress bar
