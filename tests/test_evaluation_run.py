@@ -171,3 +171,16 @@ def test_cli_evaluate_and_tune(tmp_path: Path) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and "svd" in bad.stderr
+    dates = subprocess.run(
+        [sys.executable, "-m", "rekko", "evaluate", *common, "--model-sees", "dates", "--models", "most_popular,rekko",
+         "--json", str(tmp_path / "d.json"), "--report", str(tmp_path / "d.html")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )
+    assert dates.returncode == 0, dates.stderr
+    assert "the model sees dates only" in dates.stdout
+    assert json.loads((tmp_path / "d.json").read_text())["protocol"]["model_sees"] == "dates"
+    bad = subprocess.run(
+        [sys.executable, "-m", "rekko", "evaluate", *common, "--model-sees", "hours"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )
+    assert bad.returncode == 2 and "--model-sees" in bad.stderr

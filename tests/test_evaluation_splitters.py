@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rekko.columns import Columns as C
-from rekko.evaluation.splitters import global_time_split, per_user_last_n_split
+from rekko.evaluation.splitters import dates_only, global_time_split, per_user_last_n_split
 from rekko.exceptions import ConfigError, DataValidationError
 
 
@@ -115,3 +115,22 @@ def test_per_user_split_invariants(rows: list[tuple[int, int, int]], n: int) -> 
         first_test = df.merge(s.test, on=[C.USER, C.MOVIE]).groupby(C.USER)[C.DATETIME].min()
         assert (last_train.reindex(first_test.index) <= first_test).all()
     assert np.isin(s.test[C.MOVIE], df[C.MOVIE]).all()
+
+
+def test_dates_only_hides_the_time_of_day_from_the_model() -> None:
+    from rekko.evaluation.run import EvalConfig
+
+    when = pd.to_datetime(["2021-03-01 09:00", "2021-03-01 21:00", "2021-03-02 08:00", "2021-03-02 07:00"])
+    frame = pd.DataFrame({C.USER: [1, 1, 1, 1], C.MOVIE: ["a", "b", "c", "d"], C.DATETIME: when})
+    cut = dates_only(frame)
+    assert cut[C.DATETIME].tolist() == list(pd.to_datetime(["2021-03-01", "2021-03-01", "2021-03-02", "2021-03-02"]))
+    assert frame[C.DATETIME].tolist() == list(when)  # the input is not modified
+    # the split still uses the exact time: "c" (08:00) is the last watch, although "d" is the last row
+    split = EvalConfig(test_size=1, model_sees="dates").outer_split(frame)
+    assert split.test[C.MOVIE].tolist() == ["c"]
+    assert (split.train[C.DATETIME].dt.normalize() == split.train[C.DATETIME]).all()
+    assert "dates only" in split.description
+    exact = EvalConfig(test_size=1).outer_split(frame)
+    assert exact.train[C.DATETIME].tolist() == list(when[[0, 1, 3]])
+    with pytest.raises(ConfigError, match="model_sees"):
+        EvalConfig(model_sees="hours")

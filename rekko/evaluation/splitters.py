@@ -13,6 +13,11 @@ the measurement honest:
 
 Ties in time keep the input row order (a stable sort), so splits are
 deterministic.
+
+:func:`dates_only` hides the time of day from the model after a split: the
+split still uses the exact time (the truth of what was watched last), while
+the pipeline sees year/month/day only, as the seed's files give it
+(``rekko evaluate --model-sees dates``).
 """
 
 from __future__ import annotations
@@ -34,6 +39,29 @@ class Split:
     test: pd.DataFrame
     stats: dict[str, int] = field(default_factory=dict)
     description: str = ""
+
+
+MODEL_SEES = ("exact", "dates")
+
+
+def dates_only(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its watch times cut to the day (what the model sees with ``--model-sees dates``).
+
+    The seed's interactions carry ``year``/``month``/``day`` only; ingest turns
+    them into midnight of that day, which is exactly what this gives. Rows keep
+    their order (the input file's order, the only tie-break the seed's data has).
+    """
+    if C.DATETIME not in frame.columns:
+        return frame
+    out = frame.copy()
+    out[C.DATETIME] = pd.to_datetime(out[C.DATETIME]).dt.floor("D").to_numpy()
+    return out
+
+
+def hide_time_of_day(split: Split) -> Split:
+    """The same split with the train part reduced to dates (the test pairs carry no time)."""
+    return Split(train=dates_only(split.train), test=split.test, stats=split.stats,
+                 description=split.description + " (by exact time; the model sees dates only)")
 
 
 def _require_times(interactions: pd.DataFrame) -> pd.Series:
