@@ -135,16 +135,32 @@ class MovieScoreConfig(ConfigBase):
 
 
 WEIGHTINGS = ("bm25", "cosine")
+RECENCY_MODES = ("order", "dense", "days")
 
 
 @dataclass(frozen=True)
 class CollaborativeConfig(ConfigBase):
-    """How the co-watching similarity is built."""
+    """How the collaborative signals are built: the co-watching similarity and the history's recency ranks.
+
+    ``recency`` decides the integer recency of each watch, which the kernel
+    decays by ``0.5 ** (recency / half_life)``
+    (:func:`rekko.pipeline.collaborative.recency_rank`):
+
+    * ``order``: the watch's place from the user's latest (0, 1, 2, ...);
+      watches at the same time (the same day, with the seed's dates) get
+      distinct ranks in file order, an arbitrary order;
+    * ``dense``: the place of the watch's *time* among the user's distinct
+      times, latest 0: watches at the same time share a rank (with dates only,
+      a day's watches are one step); with exact times it is ``order``;
+    * ``days``: whole days between the watch and the user's latest watch (the
+      half-life is then in days).
+    """
 
     k: int = 100
     weighting: str = "bm25"
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
+    recency: str = "order"
     n_threads: int | None = None  # None: all cores
 
     RUNTIME_FIELDS: ClassVar[tuple[str, ...]] = ("n_threads",)
@@ -154,6 +170,8 @@ class CollaborativeConfig(ConfigBase):
         self._set("k", _check_int(o, "k", self.k))
         if self.weighting not in WEIGHTINGS:
             raise ConfigError(f"{o}.weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.recency not in RECENCY_MODES:
+            raise ConfigError(f"{o}.recency must be one of {RECENCY_MODES}, got {self.recency!r}")
         self._set("bm25_k1", _check_number(o, "bm25_k1", self.bm25_k1, strict=True))
         self._set("bm25_b", _check_number(o, "bm25_b", self.bm25_b, maximum=1.0))
         if self.n_threads is not None:

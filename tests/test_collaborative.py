@@ -96,6 +96,31 @@ def test_recency_rank_and_weights() -> None:
         history_weights(np.array([1.0]), np.array([0]), 0.0)
 
 
+def test_recency_modes_by_hand() -> None:
+    """Day-resolution dates: ``order`` splits a day's watches by row order, ``dense`` and ``days`` do not."""
+    upd = pd.DataFrame(
+        {
+            C.USER: [1, 1, 1, 1, 1, 2, 2, 3],
+            C.DATETIME: pd.to_datetime(
+                ["2020-01-01", "2020-01-01", "2020-01-02", "2020-01-05", "2020-01-05", "2020-03-01", None, None]
+            ),
+        }
+    )
+    # user 1 has three distinct days (01-05 latest, 01-02, 01-01); user 2's missing date is the oldest;
+    # user 3 has no date at all
+    assert recency_rank(upd, "order").tolist() == [4, 3, 2, 1, 0, 0, 1, 0]
+    assert recency_rank(upd, "dense").tolist() == [2, 2, 1, 0, 0, 0, 1, 0]
+    assert recency_rank(upd, "days").tolist() == [4, 4, 3, 0, 0, 0, 1, 0]
+    # with exact (distinct) times, dense is order
+    exact = upd.iloc[:5].assign(**{C.DATETIME: pd.date_range("2020-01-01", periods=5, freq="h")[[0, 1, 2, 4, 3]]})
+    assert recency_rank(exact, "dense").tolist() == recency_rank(exact, "order").tolist() == [4, 3, 2, 0, 1]
+    # the watch order inside a day does not matter to dense and days
+    shuffled = upd.iloc[[1, 0, 2, 4, 3, 5, 6, 7]].reset_index(drop=True)
+    assert recency_rank(shuffled, "dense").tolist() == [2, 2, 1, 0, 0, 0, 1, 0]
+    with pytest.raises(ConfigError, match="collaborative.recency"):
+        recency_rank(upd, "newest")
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     st.lists(st.tuples(st.integers(0, 6), st.integers(0, 5), st.floats(0.05, 1.0)), min_size=1, max_size=40),

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 from rekko.columns import Columns as C
 from rekko.exceptions import ConfigError
 from rekko.artifacts import TopKSimilarity
-from rekko.config import WEIGHTINGS, CollaborativeConfig  # noqa: F401 - re-exported
+from rekko.config import RECENCY_MODES, WEIGHTINGS, CollaborativeConfig  # noqa: F401 - re-exported
 from rekko.pipeline.similarity import top_k_cosine
 MOVIE_IDX = "movie_idx"
 
@@ -90,22 +90,48 @@ def item_item_similarity(
     return TopKSimilarity(np.asarray(movie_ids), matrix)
 
 
-def recency_rank(interactions_upd: pd.DataFrame) -> np.ndarray:
-    """Per row: how many of the same user's watches are more recent (0 = the latest).
+def recency_rank(interactions_upd: pd.DataFrame, mode: str = "order") -> np.ndarray:
+    """Per row: the watch's integer recency within its user (0 = the latest), by ``mode``.
 
-    Ties in time (day-resolution dates) keep the row order, later rows counting
-    as more recent; a missing date sorts first (oldest).
+    * ``order``: how many of the same user's watches are more recent; ties in
+      time (day-resolution dates) keep the row order, later rows counting as
+      more recent, so a day's watches get distinct, arbitrary ranks;
+    * ``dense``: how many *distinct* times of the user are more recent: watches
+      at the same time share a rank (``[d1, d1, d2, d3, d3]`` -> 2, 2, 1, 0, 0);
+    * ``days``: whole days between the watch and the user's latest watch
+      (``floor((latest - t) / 1 day)``).
+
+    A missing date sorts first (oldest): with ``order`` it takes the oldest
+    ranks, with ``dense`` one rank past the user's oldest dated watch, with
+    ``days`` one day past it. A user without any date has all ranks 0 for
+    ``dense`` and ``days``.
     """
-    order = pd.DataFrame(
-        {
-            "u": interactions_upd[C.USER].to_numpy(),
-            "t": interactions_upd[C.DATETIME].to_numpy() if C.DATETIME in interactions_upd else 0,
-            "i": np.arange(len(interactions_upd)),
-        }
-    ).sort_values(["u", "t", "i"], kind="stable", na_position="first")
-    rank = np.empty(len(interactions_upd), dtype=np.int64)
-    rank[order["i"].to_numpy()] = order.groupby("u", sort=False).cumcount(ascending=False).to_numpy()
-    return rank
+    if mode not in RECENCY_MODES:
+        raise ConfigError(f"collaborative.recency must be one of {RECENCY_MODES}, got {mode!r}")
+    n = len(interactions_upd)
+    users = interactions_upd[C.USER].to_numpy()
+    has_time = C.DATETIME in interactions_upd
+    if mode == "order" or not has_time:
+        if mode != "order":
+            return np.zeros(n, dtype=np.int64)
+        order = pd.DataFrame(
+            {"u": users, "t": interactions_upd[C.DATETIME].to_numpy() if has_time else 0, "i": np.arange(n)}
+        ).sort_values(["u", "t", "i"], kind="stable", na_position="first")
+        rank = np.empty(n, dtype=np.int64)
+        rank[order["i"].to_numpy()] = order.groupby("u", sort=False).cumcount(ascending=False).to_numpy()
+        return rank
+    t = pd.to_datetime(pd.Series(interactions_upd[C.DATETIME].to_numpy()))
+    frame = pd.DataFrame({"u": users, "t": t})
+    latest = frame.groupby("u", sort=False)["t"].transform("max")
+    if mode == "dense":
+        rank = frame.groupby("u", sort=False)["t"].rank(method="dense", ascending=False) - 1
+        missing_rank = frame.assign(r=rank).groupby("u", sort=False)["r"].transform("max") + 1
+        out = rank.fillna(missing_rank).fillna(0)
+    else:
+        days = (latest - frame["t"]) // pd.Timedelta(days=1)
+        oldest = days.groupby(frame["u"], sort=False).transform("max") + 1
+        out = days.astype("float64").fillna(oldest.astype("float64")).fillna(0)
+    return out.to_numpy(dtype=np.int64)
 
 
 def history_weights(watch_ratio: np.ndarray, rank: np.ndarray, half_life: float | None) -> np.ndarray:
