@@ -134,13 +134,21 @@ class MovieScoreConfig(ConfigBase):
             raise ConfigError(f"movie score weights must have a positive sum, got {self.to_dict()}")
 
 
-WEIGHTINGS = ("bm25", "cosine")
+WEIGHTINGS = ("bm25", "cosine", "rp3beta")
 RECENCY_MODES = ("order", "dense", "days")
 
 
 @dataclass(frozen=True)
 class CollaborativeConfig(ConfigBase):
     """How the collaborative signals are built: the co-watching similarity and the history's recency ranks.
+
+    ``weighting`` is the co-watching method (:mod:`rekko.pipeline.collaborative`):
+    ``bm25`` or ``cosine`` (cosine of the movies' viewer columns, BM25-weighted
+    or raw), or ``rp3beta`` (a three-step random walk movie -> viewer -> movie,
+    each step's probabilities raised to ``rp3_alpha``, divided by the target's
+    popularity to the power ``rp3_beta``). Every method keeps the top ``k``
+    neighbours of each movie, so the artifact, the kernel and serving are the
+    same whichever is chosen.
 
     ``recency`` decides the integer recency of each watch, which the kernel
     decays by ``0.5 ** (recency / half_life)``
@@ -160,6 +168,8 @@ class CollaborativeConfig(ConfigBase):
     weighting: str = "bm25"
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
+    rp3_alpha: float = 1.0
+    rp3_beta: float = 0.5
     recency: str = "order"
     n_threads: int | None = None  # None: all cores
 
@@ -174,6 +184,8 @@ class CollaborativeConfig(ConfigBase):
             raise ConfigError(f"{o}.recency must be one of {RECENCY_MODES}, got {self.recency!r}")
         self._set("bm25_k1", _check_number(o, "bm25_k1", self.bm25_k1, strict=True))
         self._set("bm25_b", _check_number(o, "bm25_b", self.bm25_b, maximum=1.0))
+        self._set("rp3_alpha", _check_number(o, "rp3_alpha", self.rp3_alpha, strict=True, maximum=10.0))
+        self._set("rp3_beta", _check_number(o, "rp3_beta", self.rp3_beta, maximum=10.0))
         if self.n_threads is not None:
             self._set("n_threads", _check_int(o, "n_threads", self.n_threads))
 

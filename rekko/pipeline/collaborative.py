@@ -12,6 +12,22 @@ their columns after weighting:
   factor multiplies a whole movie column, which the cosine normalisation
   cancels, so it is left out.
 
+``rp3beta`` (Dacrema et al., "Are we really making much progress?", RecSys
+2019, after Paudel et al.'s RP3beta) is not a cosine: it is a random walk of
+three steps from a watched movie ``i`` to a viewer ``u`` of it to another movie
+``j`` that viewer watched, with probabilities ``x_ui / sum_v x_vi`` and
+``x_uj / sum_l x_ul`` (watch ratios), each raised to ``alpha``, and the
+landing movie's score divided by its popularity (number of viewers) to the
+power ``beta``::
+
+    W_ij = sum_u (x_ui / d_i)^alpha (x_uj / d_u)^alpha / pop_j^beta
+
+``beta`` > 0 takes the walk away from the blockbusters every walk reaches. The
+matrix is not symmetric: row ``i`` holds where walks *from* ``i`` land, which
+is the row the ranking kernel reads for a watched ``i``. It is scaled so that
+each row's largest entry is 1 (the content similarities' scale, so the blend
+weights mean the same), which leaves a row's ranking unchanged.
+
 Only the ``k`` strongest neighbours of each movie are kept (the same sparse
 top-k representation and kernel as the content similarities), so memory is
 O(N k) at any catalogue size.
@@ -25,6 +41,7 @@ out).
 
 from __future__ import annotations
 
+import os
 
 import numpy as np
 import pandas as pd
@@ -34,7 +51,7 @@ from rekko.columns import Columns as C
 from rekko.exceptions import ConfigError
 from rekko.artifacts import TopKSimilarity
 from rekko.config import RECENCY_MODES, WEIGHTINGS, CollaborativeConfig  # noqa: F401 - re-exported
-from rekko.pipeline.similarity import top_k_cosine
+from rekko.pipeline.similarity import keep_top_k, top_k_cosine
 MOVIE_IDX = "movie_idx"
 
 
@@ -71,15 +88,61 @@ def _l2_rows(m: sp.csr_matrix) -> sp.csr_matrix:
     return sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ m
 
 
+def _row_normalised(m: sp.csr_matrix) -> sp.csr_matrix:
+    sums = np.asarray(m.sum(axis=1)).ravel()
+    return sp.diags(np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)) @ m
+
+
+def rp3beta_matrix(x: sp.csr_matrix, alpha: float, beta: float) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """The walk's two steps as ``(A, B)`` with ``W = A @ B`` (see the module doc); ``x`` is users x movies.
+
+    ``A`` = movies x users, ``(x_ui / d_i)^alpha``; ``B`` = users x movies,
+    ``(x_uj / d_u)^alpha / pop_j^beta``.
+    """
+    x = x.tocsr().astype(np.float64)
+    x.eliminate_zeros()
+    a = _row_normalised(x.T.tocsr()).tocsr()
+    a.data **= alpha
+    b = _row_normalised(x).tocsr()
+    b.data **= alpha
+    pop = np.diff(x.tocsc().indptr).astype(np.float64)
+    penalty = np.divide(1.0, pop**beta, out=np.zeros_like(pop), where=pop > 0)
+    b = (b @ sp.diags(penalty)).tocsr()
+    return a, b
+
+
+def _rp3beta_top_k(x: sp.csr_matrix, config: CollaborativeConfig) -> sp.csr_matrix:
+    from sparse_dot_topn import sp_matmul_topn
+
+    a, b = rp3beta_matrix(x, config.rp3_alpha, config.rp3_beta)
+    n = a.shape[0]
+    threads = config.n_threads if config.n_threads is not None else (os.cpu_count() or 1)
+    top = sp_matmul_topn(a.astype(np.float32), b.astype(np.float32), top_n=min(config.k + 1, n), threshold=0.0,
+                         sort=False, n_threads=threads if threads > 1 else None)
+    top = keep_top_k(sp.csr_matrix(top, dtype=np.float64), config.k, drop_diagonal=True)
+    row_max = np.zeros(n)
+    nonempty = np.diff(top.indptr) > 0
+    row_max[nonempty] = np.maximum.reduceat(top.data, top.indptr[:-1][nonempty])
+    top = sp.diags(np.divide(1.0, row_max, out=np.zeros_like(row_max), where=row_max > 0)) @ top
+    out = sp.csr_matrix(top, dtype=np.float32)
+    out.sort_indices()
+    return out
+
+
 def item_item_similarity(
     interactions_upd: pd.DataFrame, movie_ids: np.ndarray, config: CollaborativeConfig = CollaborativeConfig()
 ) -> TopKSimilarity:
-    """Top-k co-watching cosine similarity of every movie, in ``movie_ids`` order (``movie_idx`` indexes it).
+    """Top-k co-watching similarity of every movie (``config.weighting``), in ``movie_ids`` order.
+
+    ``movie_idx`` indexes it.
 
     A movie nobody watched has an empty row; a movie is never its own neighbour.
     """
     n = len(movie_ids)
     x = watch_matrix(interactions_upd, n)
+    if config.weighting == "rp3beta":
+        matrix = _rp3beta_top_k(x, config) if x.nnz else sp.csr_matrix((n, n), dtype=np.float32)
+        return TopKSimilarity(np.asarray(movie_ids), matrix)
     if config.weighting == "bm25":
         x = bm25_weight(x, config.bm25_k1, config.bm25_b)
     items = _l2_rows(x.T.tocsr()).astype(np.float32)
