@@ -138,7 +138,7 @@ def test_cli_evaluate_and_tune(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert "no manifest" in run.stdout
-    assert json.loads(tuned.read_text())["parameters"]["collaborative"]["weighting"] in ("bm25", "cosine")
+    assert json.loads(tuned.read_text())["parameters"]["collaborative"]["weighting"] in ("bm25", "cosine", "rp3beta")
     run = subprocess.run(
         [
             sys.executable,

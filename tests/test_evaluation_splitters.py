@@ -134,3 +134,18 @@ def test_dates_only_hides_the_time_of_day_from_the_model() -> None:
     assert exact.train[C.DATETIME].tolist() == list(when[[0, 1, 3]])
     with pytest.raises(ConfigError, match="model_sees"):
         EvalConfig(model_sees="hours")
+
+
+def test_tie_seed_breaks_same_day_ties_at_random_not_in_file_order() -> None:
+    # one user, 40 watches on one day and one the day before: the test is 5 of the day's 40
+    day = pd.to_datetime(["2021-03-01"] * 40 + ["2021-02-28"])
+    frame = pd.DataFrame({C.USER: 1, C.MOVIE: [f"m{i}" for i in range(41)], C.DATETIME: day})
+    by_rows = per_user_last_n_split(frame, 5)
+    assert by_rows.test[C.MOVIE].tolist() == ["m35", "m36", "m37", "m38", "m39"]  # the last rows
+    seeded = per_user_last_n_split(frame, 5, tie_seed=0)
+    assert sorted(seeded.test[C.MOVIE]) == sorted(per_user_last_n_split(frame, 5, tie_seed=0).test[C.MOVIE])
+    assert set(seeded.test[C.MOVIE]) != set(by_rows.test[C.MOVIE])
+    assert "m40" not in set(seeded.test[C.MOVIE])  # the older day is never in the test
+    # distinct times: the seed changes nothing
+    exact = frame.assign(**{C.DATETIME: pd.date_range("2021-01-01", periods=41, freq="h")})
+    assert per_user_last_n_split(exact, 5, tie_seed=3).test.equals(per_user_last_n_split(exact, 5).test)

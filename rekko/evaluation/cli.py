@@ -131,7 +131,8 @@ def run_tune(args: argparse.Namespace) -> int:
     interactions, movies, ratings = load_inputs(args.interactions, args.movies, args.ratings)
     outer = config.outer_split(interactions)  # with --model-sees dates the tuner sees (and splits on) dates only
     result = tune(
-        outer.train, movies, ratings, config.splitter(), config=TuneConfig(k=config.k, max_users=args.max_users)
+        outer.train, movies, ratings, config.splitter(tie_seed=0),  # same-day ties split at random, not file order
+        config=TuneConfig(k=config.k, max_users=args.max_users)
     )
     summary = {
         **result.to_dict(),

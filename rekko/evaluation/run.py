@@ -69,10 +69,14 @@ class EvalConfig:
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
             raise ConfigError(f"k must be an integer >= 1, got {self.k!r}")
 
-    def splitter(self) -> Callable[[pd.DataFrame], Split]:
-        """The split as the protocol makes it (by exact time when the data has it)."""
+    def splitter(self, *, tie_seed: int | None = None) -> Callable[[pd.DataFrame], Split]:
+        """The split as the protocol makes it (by exact time when the data has it).
+
+        ``tie_seed``: break same-time ties of the per-user split at random
+        (seeded) instead of in row order; the validation split of ``rekko tune``.
+        """
         if self.split == "per-user":
-            return partial(per_user_last_n_split, n=self.test_size)
+            return partial(per_user_last_n_split, n=self.test_size, tie_seed=tie_seed)
         return partial(global_time_split, days=self.days)
 
     def outer_split(self, interactions: pd.DataFrame) -> Split:
