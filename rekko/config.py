@@ -135,7 +135,7 @@ class MovieScoreConfig(ConfigBase):
 
 
 WEIGHTINGS = ("bm25", "cosine", "rp3beta")
-RECENCY_MODES = ("order", "dense", "days")
+RECENCY_MODES = ("auto", "order", "dense", "days")
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,12 @@ class CollaborativeConfig(ConfigBase):
       times, latest 0: watches at the same time share a rank (with dates only,
       a day's watches are one step); with exact times it is ``order``;
     * ``days``: whole days between the watch and the user's latest watch (the
-      half-life is then in days).
+      half-life is then in days);
+    * ``auto`` (default): ``dense`` when the data has no time of day (every
+      watch time is a midnight, as with the seed's year/month/day), else
+      ``order``. Measured on MovieLens-small (docs/quality.md): with dates
+      only, ``dense`` lifts NDCG@10 from 0.064 to 0.077; with exact times
+      ``order`` is the better one on the validation split.
     """
 
     k: int = 100
@@ -170,7 +175,7 @@ class CollaborativeConfig(ConfigBase):
     bm25_b: float = 0.75
     rp3_alpha: float = 1.0
     rp3_beta: float = 0.5
-    recency: str = "order"
+    recency: str = "auto"
     n_threads: int | None = None  # None: all cores
 
     RUNTIME_FIELDS: ClassVar[tuple[str, ...]] = ("n_threads",)

@@ -147,6 +147,11 @@ def test_recency_modes_by_hand() -> None:
     # the watch order inside a day does not matter to dense and days
     shuffled = upd.iloc[[1, 0, 2, 4, 3, 5, 6, 7]].reset_index(drop=True)
     assert recency_rank(shuffled, "dense").tolist() == [2, 2, 1, 0, 0, 0, 1, 0]
+    # auto: dense for dates without a time of day, order as soon as one watch has a time
+    assert recency_rank(upd, "auto").tolist() == recency_rank(upd, "dense").tolist()
+    timed = upd.assign(**{C.DATETIME: upd[C.DATETIME].where(upd.index != 0, pd.Timestamp("2020-01-01 10:30"))})
+    assert recency_rank(timed, "auto").tolist() == recency_rank(timed, "order").tolist() == [3, 4, 2, 1, 0, 0, 1, 0]
+    assert CollaborativeConfig().recency == "auto"
     with pytest.raises(ConfigError, match="collaborative.recency"):
         recency_rank(upd, "newest")
 

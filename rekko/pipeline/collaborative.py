@@ -153,6 +153,12 @@ def item_item_similarity(
     return TopKSimilarity(np.asarray(movie_ids), matrix)
 
 
+def dates_only(times: pd.Series) -> bool:
+    """True when the watch times carry no time of day: every dated one is a midnight (and one is dated)."""
+    t = pd.to_datetime(pd.Series(np.asarray(times))).dropna()
+    return bool(len(t)) and bool((t == t.dt.normalize()).all())
+
+
 def recency_rank(interactions_upd: pd.DataFrame, mode: str = "order") -> np.ndarray:
     """Per row: the watch's integer recency within its user (0 = the latest), by ``mode``.
 
@@ -162,7 +168,9 @@ def recency_rank(interactions_upd: pd.DataFrame, mode: str = "order") -> np.ndar
     * ``dense``: how many *distinct* times of the user are more recent: watches
       at the same time share a rank (``[d1, d1, d2, d3, d3]`` -> 2, 2, 1, 0, 0);
     * ``days``: whole days between the watch and the user's latest watch
-      (``floor((latest - t) / 1 day)``).
+      (``floor((latest - t) / 1 day)``);
+    * ``auto``: ``dense`` when every dated watch is at midnight (dates without
+      a time of day), else ``order``.
 
     A missing date sorts first (oldest): with ``order`` it takes the oldest
     ranks, with ``dense`` one rank past the user's oldest dated watch, with
@@ -174,6 +182,8 @@ def recency_rank(interactions_upd: pd.DataFrame, mode: str = "order") -> np.ndar
     n = len(interactions_upd)
     users = interactions_upd[C.USER].to_numpy()
     has_time = C.DATETIME in interactions_upd
+    if mode == "auto":
+        mode = "dense" if has_time and dates_only(interactions_upd[C.DATETIME]) else "order"
     if mode == "order" or not has_time:
         if mode != "order":
             return np.zeros(n, dtype=np.int64)
