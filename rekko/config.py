@@ -134,17 +134,48 @@ class MovieScoreConfig(ConfigBase):
             raise ConfigError(f"movie score weights must have a positive sum, got {self.to_dict()}")
 
 
-WEIGHTINGS = ("bm25", "cosine")
+WEIGHTINGS = ("bm25", "cosine", "rp3beta")
+RECENCY_MODES = ("auto", "order", "dense", "days")
 
 
 @dataclass(frozen=True)
 class CollaborativeConfig(ConfigBase):
-    """How the co-watching similarity is built."""
+    """How the collaborative signals are built: the co-watching similarity and the history's recency ranks.
+
+    ``weighting`` is the co-watching method (:mod:`rekko.pipeline.collaborative`):
+    ``bm25`` or ``cosine`` (cosine of the movies' viewer columns, BM25-weighted
+    or raw), or ``rp3beta`` (a three-step random walk movie -> viewer -> movie,
+    each step's probabilities raised to ``rp3_alpha``, divided by the target's
+    popularity to the power ``rp3_beta``). Every method keeps the top ``k``
+    neighbours of each movie, so the artifact, the kernel and serving are the
+    same whichever is chosen.
+
+    ``recency`` decides the integer recency of each watch, which the kernel
+    decays by ``0.5 ** (recency / half_life)``
+    (:func:`rekko.pipeline.collaborative.recency_rank`):
+
+    * ``order``: the watch's place from the user's latest (0, 1, 2, ...);
+      watches at the same time (the same day, with the seed's dates) get
+      distinct ranks in file order, an arbitrary order;
+    * ``dense``: the place of the watch's *time* among the user's distinct
+      times, latest 0: watches at the same time share a rank (with dates only,
+      a day's watches are one step); with exact times it is ``order``;
+    * ``days``: whole days between the watch and the user's latest watch (the
+      half-life is then in days);
+    * ``auto`` (default): ``dense`` when the data has no time of day (every
+      watch time is a midnight, as with the seed's year/month/day), else
+      ``order``. Measured on MovieLens-small (docs/quality.md): with dates
+      only, ``dense`` lifts NDCG@10 from 0.064 to 0.077; with exact times
+      ``order`` is the better one on the validation split.
+    """
 
     k: int = 100
     weighting: str = "bm25"
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
+    rp3_alpha: float = 1.0
+    rp3_beta: float = 0.5
+    recency: str = "auto"
     n_threads: int | None = None  # None: all cores
 
     RUNTIME_FIELDS: ClassVar[tuple[str, ...]] = ("n_threads",)
@@ -154,8 +185,12 @@ class CollaborativeConfig(ConfigBase):
         self._set("k", _check_int(o, "k", self.k))
         if self.weighting not in WEIGHTINGS:
             raise ConfigError(f"{o}.weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.recency not in RECENCY_MODES:
+            raise ConfigError(f"{o}.recency must be one of {RECENCY_MODES}, got {self.recency!r}")
         self._set("bm25_k1", _check_number(o, "bm25_k1", self.bm25_k1, strict=True))
         self._set("bm25_b", _check_number(o, "bm25_b", self.bm25_b, maximum=1.0))
+        self._set("rp3_alpha", _check_number(o, "rp3_alpha", self.rp3_alpha, strict=True, maximum=10.0))
+        self._set("rp3_beta", _check_number(o, "rp3_beta", self.rp3_beta, maximum=10.0))
         if self.n_threads is not None:
             self._set("n_threads", _check_int(o, "n_threads", self.n_threads))
 

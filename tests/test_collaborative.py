@@ -16,6 +16,7 @@ from rekko.pipeline.collaborative import (
     history_weights,
     item_item_similarity,
     recency_rank,
+    rp3beta_matrix,
     watch_matrix,
 )
 from rekko.columns import Columns as C
@@ -74,7 +75,8 @@ def test_no_interactions_gives_an_empty_matrix() -> None:
     assert sim.matrix.shape == (4, 4) and sim.matrix.nnz == 0
 
 
-@pytest.mark.parametrize("kwargs", [{"k": 0}, {"k": 2.5}, {"weighting": "jaccard"}, {"bm25_k1": 0}, {"bm25_b": 1.5}])
+@pytest.mark.parametrize("kwargs", [{"k": 0}, {"k": 2.5}, {"weighting": "jaccard"}, {"bm25_k1": 0}, {"bm25_b": 1.5},
+                                    {"rp3_alpha": 0}, {"rp3_beta": -0.1}, {"rp3_beta": float("nan")}])
 def test_bad_config(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         CollaborativeConfig(**kwargs)
@@ -94,6 +96,64 @@ def test_recency_rank_and_weights() -> None:
     np.testing.assert_allclose(history_weights(np.array([0.3]), np.array([5]), None), [0.3])
     with pytest.raises(ConfigError, match="half-life"):
         history_weights(np.array([1.0]), np.array([0]), 0.0)
+
+
+RP3_ROWS = [(0, 0, 1.0), (0, 1, 1.0), (1, 0, 1.0), (1, 2, 1.0), (2, 1, 1.0), (2, 2, 1.0), (2, 3, 1.0)]
+
+
+def test_rp3beta_walk_by_hand() -> None:
+    """Users 0: {m0, m1}, 1: {m0, m2}, 2: {m1, m2, m3}; movie popularity 2, 2, 2, 1.
+
+    From m1 a walk reaches user 0 or 2 (1/2 each); user 0 goes on to m0 (1/2), user 2 to m2 or m3 (1/3 each):
+    W[1] = (1/4, ., 1/6, 1/6) before the popularity penalty, (1/8, ., 1/12, 1/6) with beta = 1.
+    """
+    x = watch_matrix(_upd(RP3_ROWS), 4)
+    a, b = rp3beta_matrix(x, 1.0, 0.0)
+    w = (a @ b).toarray()
+    np.testing.assert_allclose(w[1], [1 / 4, 1 / 2 * 1 / 2 + 1 / 2 * 1 / 3, 1 / 6, 1 / 6])
+    np.testing.assert_allclose(w.sum(axis=1), 1.0)  # a walk lands somewhere: rows are probabilities
+    a, b = rp3beta_matrix(x, 1.0, 1.0)
+    np.testing.assert_allclose((a @ b).toarray()[1, [0, 2, 3]], [1 / 8, 1 / 12, 1 / 6])
+    a, b = rp3beta_matrix(x, 2.0, 0.0)
+    np.testing.assert_allclose((a @ b).toarray()[1, [0, 2, 3]], [1 / 16, 1 / 36, 1 / 36])
+    # the shipped top-k: self dropped, k = 2 strongest kept, each row scaled to a maximum of 1; not symmetric
+    sim = item_item_similarity(_upd(RP3_ROWS), IDS, CollaborativeConfig(k=2, weighting="rp3beta", rp3_beta=1.0))
+    dense = sim.matrix.toarray()
+    np.testing.assert_allclose(dense[1], [0.75, 0.0, 0.0, 1.0], rtol=1e-6)  # m3 (1/6) first, m0 (1/8), m2 cut
+    np.testing.assert_allclose(dense[3], [0.0, 1.0, 1.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(dense[0], [0.0, 1.0, 1.0, 0.0], rtol=1e-6)
+    assert dense[1, 0] == 0.75 and dense[0, 1] == 1.0
+    assert sim.matrix.dtype == np.float32 and (np.diag(dense) == 0).all()
+
+
+def test_recency_modes_by_hand() -> None:
+    """Day-resolution dates: ``order`` splits a day's watches by row order, ``dense`` and ``days`` do not."""
+    upd = pd.DataFrame(
+        {
+            C.USER: [1, 1, 1, 1, 1, 2, 2, 3],
+            C.DATETIME: pd.to_datetime(
+                ["2020-01-01", "2020-01-01", "2020-01-02", "2020-01-05", "2020-01-05", "2020-03-01", None, None]
+            ),
+        }
+    )
+    # user 1 has three distinct days (01-05 latest, 01-02, 01-01); user 2's missing date is the oldest;
+    # user 3 has no date at all
+    assert recency_rank(upd, "order").tolist() == [4, 3, 2, 1, 0, 0, 1, 0]
+    assert recency_rank(upd, "dense").tolist() == [2, 2, 1, 0, 0, 0, 1, 0]
+    assert recency_rank(upd, "days").tolist() == [4, 4, 3, 0, 0, 0, 1, 0]
+    # with exact (distinct) times, dense is order
+    exact = upd.iloc[:5].assign(**{C.DATETIME: pd.date_range("2020-01-01", periods=5, freq="h")[[0, 1, 2, 4, 3]]})
+    assert recency_rank(exact, "dense").tolist() == recency_rank(exact, "order").tolist() == [4, 3, 2, 0, 1]
+    # the watch order inside a day does not matter to dense and days
+    shuffled = upd.iloc[[1, 0, 2, 4, 3, 5, 6, 7]].reset_index(drop=True)
+    assert recency_rank(shuffled, "dense").tolist() == [2, 2, 1, 0, 0, 0, 1, 0]
+    # auto: dense for dates without a time of day, order as soon as one watch has a time
+    assert recency_rank(upd, "auto").tolist() == recency_rank(upd, "dense").tolist()
+    timed = upd.assign(**{C.DATETIME: upd[C.DATETIME].where(upd.index != 0, pd.Timestamp("2020-01-01 10:30"))})
+    assert recency_rank(timed, "auto").tolist() == recency_rank(timed, "order").tolist() == [3, 4, 2, 1, 0, 0, 1, 0]
+    assert CollaborativeConfig().recency == "auto"
+    with pytest.raises(ConfigError, match="collaborative.recency"):
+        recency_rank(upd, "newest")
 
 
 @settings(max_examples=40, deadline=None)

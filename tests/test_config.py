@@ -33,6 +33,7 @@ from rekko.exceptions import ConfigError
         (lambda: CollaborativeConfig(k=0), "collaborative.k"),
         (lambda: CollaborativeConfig(weighting="tfidf"), "weighting"),
         (lambda: CollaborativeConfig(bm25_b=1.5), "bm25_b"),
+        (lambda: CollaborativeConfig(recency="latest"), "collaborative.recency"),
         (lambda: MovieScoreConfig(w_rating=math.nan), "w_rating"),
         (lambda: MovieScoreConfig(w_rating=0, w_watch_ratio=0, w_popularity=0), "positive sum"),
     ],
@@ -56,7 +57,7 @@ def test_unknown_keys_are_refused_by_name(kind):
 def test_manifest_parameters_round_trip():
     config = PipelineConfig(
         similarity=SimilarityConfig(k=20),
-        collaborative=CollaborativeConfig(k=30, weighting="cosine", n_threads=2),
+        collaborative=CollaborativeConfig(k=30, weighting="cosine", recency="dense", n_threads=2),
         blend=BlendWeights(md=0.1, desc=0.2, cf=0.3, movie=0.4, recency_half_life=None),
         tuned={"validation_ndcg": 0.1},
     )
@@ -64,7 +65,8 @@ def test_manifest_parameters_round_trip():
     assert "n_threads" not in block["collaborative"]  # a machine setting, not a result
     back = PipelineConfig.from_manifest(block)
     assert back.to_manifest() == block
-    assert back.params == RekkoParams(config.blend, CollaborativeConfig(k=30, weighting="cosine"))
+    assert block["collaborative"]["recency"] == "dense"
+    assert back.params == RekkoParams(config.blend, CollaborativeConfig(k=30, weighting="cosine", recency="dense"))
 
 
 def test_manifest_parameters_with_unknown_sections_or_bad_types_are_refused():

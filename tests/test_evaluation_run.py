@@ -138,7 +138,7 @@ def test_cli_evaluate_and_tune(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert "no manifest" in run.stdout
-    assert json.loads(tuned.read_text())["parameters"]["collaborative"]["weighting"] in ("bm25", "cosine")
+    assert json.loads(tuned.read_text())["parameters"]["collaborative"]["weighting"] in ("bm25", "cosine", "rp3beta")
     run = subprocess.run(
         [
             sys.executable,
@@ -171,3 +171,38 @@ def test_cli_evaluate_and_tune(tmp_path: Path) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and "svd" in bad.stderr
+    dates = subprocess.run(
+        [sys.executable, "-m", "rekko", "evaluate", *common, "--model-sees", "dates", "--models", "most_popular,rekko",
+         "--json", str(tmp_path / "d.json"), "--report", str(tmp_path / "d.html")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )
+    assert dates.returncode == 0, dates.stderr
+    assert "the model sees dates only" in dates.stdout
+    assert json.loads((tmp_path / "d.json").read_text())["protocol"]["model_sees"] == "dates"
+    bad = subprocess.run(
+        [sys.executable, "-m", "rekko", "evaluate", *common, "--model-sees", "hours"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )
+    assert bad.returncode == 2 and "--model-sees" in bad.stderr
+
+
+@pytest.mark.slow
+def test_cli_bad_collaborative_params_exit_2_naming_the_field(tmp_path: Path) -> None:
+    """A --params file with a bad recency mode or RP3beta setting is refused before any work, exit 2."""
+    files = tiny_inputs(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    common = ["--interactions", str(files[0]), "--movies", str(files[1]), "--ratings", str(files[2]),
+              "--test-size", "1", "-k", "2", "--json", str(tmp_path / "m.json"), "--report", str(tmp_path / "r.html")]
+    for field, value in (("recency", "latest"), ("rp3_beta", -1), ("weighting", "ease")):
+        params = tmp_path / f"{field}.json"
+        params.write_text(json.dumps({"parameters": {"collaborative": {field: value}}}))
+        run = subprocess.run([sys.executable, "-m", "rekko", "evaluate", *common, "--params", str(params)],
+                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        assert run.returncode == 2, run.stderr
+        assert f"collaborative.{field}" in run.stderr
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"parameters": {"collaborative": {"weighting": "rp3beta", "recency": "dense"}}}))
+    run = subprocess.run([sys.executable, "-m", "rekko", "evaluate", *common, "--models", "rekko",
+                          "--params", str(good)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "m.json").read_text())["parameters"]["collaborative"]["weighting"] == "rp3beta"

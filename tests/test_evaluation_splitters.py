@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rekko.columns import Columns as C
-from rekko.evaluation.splitters import global_time_split, per_user_last_n_split
+from rekko.evaluation.splitters import dates_only, global_time_split, per_user_last_n_split
 from rekko.exceptions import ConfigError, DataValidationError
 
 
@@ -115,3 +115,37 @@ def test_per_user_split_invariants(rows: list[tuple[int, int, int]], n: int) -> 
         first_test = df.merge(s.test, on=[C.USER, C.MOVIE]).groupby(C.USER)[C.DATETIME].min()
         assert (last_train.reindex(first_test.index) <= first_test).all()
     assert np.isin(s.test[C.MOVIE], df[C.MOVIE]).all()
+
+
+def test_dates_only_hides_the_time_of_day_from_the_model() -> None:
+    from rekko.evaluation.run import EvalConfig
+
+    when = pd.to_datetime(["2021-03-01 09:00", "2021-03-01 21:00", "2021-03-02 08:00", "2021-03-02 07:00"])
+    frame = pd.DataFrame({C.USER: [1, 1, 1, 1], C.MOVIE: ["a", "b", "c", "d"], C.DATETIME: when})
+    cut = dates_only(frame)
+    assert cut[C.DATETIME].tolist() == list(pd.to_datetime(["2021-03-01", "2021-03-01", "2021-03-02", "2021-03-02"]))
+    assert frame[C.DATETIME].tolist() == list(when)  # the input is not modified
+    # the split still uses the exact time: "c" (08:00) is the last watch, although "d" is the last row
+    split = EvalConfig(test_size=1, model_sees="dates").outer_split(frame)
+    assert split.test[C.MOVIE].tolist() == ["c"]
+    assert (split.train[C.DATETIME].dt.normalize() == split.train[C.DATETIME]).all()
+    assert "dates only" in split.description
+    exact = EvalConfig(test_size=1).outer_split(frame)
+    assert exact.train[C.DATETIME].tolist() == list(when[[0, 1, 3]])
+    with pytest.raises(ConfigError, match="model_sees"):
+        EvalConfig(model_sees="hours")
+
+
+def test_tie_seed_breaks_same_day_ties_at_random_not_in_file_order() -> None:
+    # one user, 40 watches on one day and one the day before: the test is 5 of the day's 40
+    day = pd.to_datetime(["2021-03-01"] * 40 + ["2021-02-28"])
+    frame = pd.DataFrame({C.USER: 1, C.MOVIE: [f"m{i}" for i in range(41)], C.DATETIME: day})
+    by_rows = per_user_last_n_split(frame, 5)
+    assert by_rows.test[C.MOVIE].tolist() == ["m35", "m36", "m37", "m38", "m39"]  # the last rows
+    seeded = per_user_last_n_split(frame, 5, tie_seed=0)
+    assert sorted(seeded.test[C.MOVIE]) == sorted(per_user_last_n_split(frame, 5, tie_seed=0).test[C.MOVIE])
+    assert set(seeded.test[C.MOVIE]) != set(by_rows.test[C.MOVIE])
+    assert "m40" not in set(seeded.test[C.MOVIE])  # the older day is never in the test
+    # distinct times: the seed changes nothing
+    exact = frame.assign(**{C.DATETIME: pd.date_range("2021-01-01", periods=41, freq="h")})
+    assert per_user_last_n_split(exact, 5, tie_seed=3).test.equals(per_user_last_n_split(exact, 5).test)

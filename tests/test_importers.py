@@ -236,6 +236,27 @@ def test_cli_subcommand(ml_dir: Path, tmp_path: Path) -> None:
     ]
 
 
+def test_cli_dates_only_writes_the_seeds_date_columns(ml_dir: Path, tmp_path: Path) -> None:
+    """``rekko import movielens --dates-only`` in a subprocess: year/month/day, no exact time; ingest reads midnights."""
+    import os
+    import subprocess
+    import sys
+
+    from rekko.pipeline.ingest import load_interactions
+
+    repo = Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        [sys.executable, "-m", "rekko", "import", "movielens", str(ml_dir), "--out", str(tmp_path / "o"),
+         "--ratings-format", "parquet", "--dates-only"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(repo)}, cwd=tmp_path, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    raw = read_table(tmp_path / "o" / "interactions.parquet")
+    assert C.DATETIME not in raw.columns and {C.YEAR, C.MONTH, C.DAY} <= set(raw.columns)
+    when = load_interactions(tmp_path / "o" / "interactions.parquet")[C.DATETIME]
+    assert (when == when.dt.normalize()).all()
+
+
 @pytest.mark.shared_data
 def test_real_movielens_small(tmp_path: Path) -> None:
     ml = SHARED / "movielens-small"

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from rekko.cli_args import add_path_options
+from rekko.evaluation.splitters import MODEL_SEES
 from rekko.evaluation.run import (
     MODELS,
     SPLITS,
@@ -33,6 +34,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-size", type=int, default=10, metavar="N", help="per-user split: N (default: 10)")
     parser.add_argument("--days", type=float, default=30.0, metavar="D", help="global split: D days (default: 30)")
     parser.add_argument("-k", type=int, default=10, help="recommendations per user measured, the @k (default: 10)")
+    parser.add_argument(
+        "--model-sees",
+        choices=MODEL_SEES,
+        default="exact",
+        help="exact: the model sees the watch times the split used; dates: split on the exact time, give the model "
+        "(pipeline and tuning) year/month/day only, like the seed's files (default: exact)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,7 +102,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace, models: tuple[str, ...] = tuple(MODELS)) -> EvalConfig:
-    return EvalConfig(split=args.split, test_size=args.test_size, days=args.days, k=args.k, models=models)
+    return EvalConfig(split=args.split, test_size=args.test_size, days=args.days, k=args.k, models=models,
+                      model_sees=args.model_sees)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -120,13 +129,15 @@ def run_tune(args: argparse.Namespace) -> int:
 
     config = _config(args)
     interactions, movies, ratings = load_inputs(args.interactions, args.movies, args.ratings)
-    outer = config.splitter()(interactions)
+    outer = config.outer_split(interactions)  # with --model-sees dates the tuner sees (and splits on) dates only
     result = tune(
-        outer.train, movies, ratings, config.splitter(), config=TuneConfig(k=config.k, max_users=args.max_users)
+        outer.train, movies, ratings, config.splitter(tie_seed=0),  # same-day ties split at random, not file order
+        config=TuneConfig(k=config.k, max_users=args.max_users)
     )
     summary = {
         **result.to_dict(),
-        "protocol": {"split": config.split, "test_size": config.test_size, "days": config.days, "k": config.k},
+        "protocol": {"split": config.split, "test_size": config.test_size, "days": config.days, "k": config.k,
+                     "model_sees": config.model_sees},
     }
     with atomic_open(args.out, "w", encoding="utf-8") as fh:
         json.dump(summary, fh, indent=2)

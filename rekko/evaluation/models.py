@@ -32,7 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from rekko.config import SEED_BLEND, BlendWeights, CollaborativeConfig, PipelineConfig, RekkoParams
-from rekko.pipeline.collaborative import item_item_similarity
+from rekko.pipeline.collaborative import item_item_similarity, recency_rank
 from rekko.columns import Columns as C
 from rekko.recommend import Artifacts, Recommender, kernel
 
@@ -80,14 +80,28 @@ class Fitted:
         return Recommender(self.with_collaborative(params.collaborative).artifacts, params.blend)
 
     def with_collaborative(self, config: CollaborativeConfig) -> Fitted:
-        """The same fit with another co-watching similarity (everything else is reused)."""
+        """The same fit with other collaborative settings (everything else is reused).
+
+        The co-watching similarity is rebuilt when its settings differ, the
+        history's recency ranks when ``recency`` differs.
+        """
         if config == self.collaborative:
             return self
-        sim = item_item_similarity(self.result.interactions, self.movie_ids, config)
-        artifacts = None
-        if self._artifacts is not None:
-            artifacts = replace(self._artifacts, sims={**self._artifacts.sims, "cf": sp.csr_matrix(sim.matrix, dtype=np.float32)})
-        return Fitted(replace(self.result, sim_cf=sim), config, artifacts)
+        result, artifacts = self.result, self._artifacts
+        if _similarity_settings(config) != _similarity_settings(self.collaborative):
+            sim = item_item_similarity(result.interactions, self.movie_ids, config)
+            result = replace(result, sim_cf=sim)
+            if artifacts is not None:
+                artifacts = replace(artifacts, sims={**artifacts.sims, "cf": sp.csr_matrix(sim.matrix, dtype=np.float32)})
+        if config.recency != self.collaborative.recency:
+            interactions = result.interactions.copy()
+            interactions[C.RECENCY_RANK] = recency_rank(interactions, config.recency).astype(np.int32)
+            result, artifacts = replace(result, interactions=interactions), None
+        return Fitted(result, config, artifacts)
+
+
+def _similarity_settings(config: CollaborativeConfig) -> dict[str, object]:
+    return {k: v for k, v in config.to_dict().items() if k != "recency"}
 
 
 def fit(

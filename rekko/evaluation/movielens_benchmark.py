@@ -2,6 +2,12 @@
 
     python -m rekko.evaluation.movielens_benchmark [--data ../shared/data] [--out benchmarks/out/quality]
 
+Both protocols, each in its own folder under ``--out``: ``dates`` (the
+headline: split on the exact time, the model sees year/month/day only, as
+with the seed's files; ``--model-sees dates``) and ``exact`` (the model sees
+the exact times). With ``--anchors`` (needs ``pip install -e '.[bench]'``) it
+also runs ``benchmarks/bench_anchors.py`` (implicit's ItemKNN, EASE).
+
 Each step runs the real ``rekko`` command in a subprocess and is timed from
 process start to exit. Prints the markdown tables docs/quality.md records.
 Exits 0 with a message when the data is absent (it is never shipped).
@@ -40,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/quality"), help="work and output folder")
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--test-size", type=int, default=10)
+    parser.add_argument("--protocols", default="dates,exact", help="comma-separated: dates, exact")
+    parser.add_argument("--anchors", type=Path, nargs="?", const=Path("benchmarks/bench_anchors.py"),
+                        help="also run this anchors script (default when given: %(const)s)")
     args = parser.parse_args(argv)
     ml = args.data / "movielens-small"
     if not (ml / "ratings.csv").exists():
@@ -61,46 +70,61 @@ def main(argv: list[str] | None = None) -> int:
             ]
         ),
     }
-    common = [
-        "--interactions",
-        str(inputs / "interactions.parquet"),
-        "--movies",
-        str(inputs / "movies_metdata.parquet"),
-        "--ratings",
-        str(inputs / "Movies_r_d.xlsx"),
-        "--split",
-        "per-user",
-        "--test-size",
-        str(args.test_size),
-        "-k",
-        str(args.k),
-    ]
-    seconds["evaluate"] = _run(
-        ["evaluate", *common, "--json", str(args.out / "metrics.json"), "--report", str(args.out / "report.html")]
-    )
-    seconds["tune"] = _run(["tune", *common, "--out", str(args.out / "tuned.json"), "--no-manifest"])
-    seconds["evaluate_tuned"] = _run(
-        [
-            "evaluate",
-            *common,
-            "--models",
-            "rekko",
-            "--params",
-            str(args.out / "tuned.json"),
-            "--json",
-            str(args.out / "metrics_tuned.json"),
-            "--report",
-            str(args.out / "report_tuned.html"),
+    protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
+    for sees in protocols:
+        out = args.out / sees
+        common = [
+            "--interactions",
+            str(inputs / "interactions.parquet"),
+            "--movies",
+            str(inputs / "movies_metdata.parquet"),
+            "--ratings",
+            str(inputs / "Movies_r_d.xlsx"),
+            "--split",
+            "per-user",
+            "--test-size",
+            str(args.test_size),
+            "-k",
+            str(args.k),
+            "--model-sees",
+            sees,
         ]
-    )
-    base = json.loads((args.out / "metrics.json").read_text())
-    tuned = json.loads((args.out / "metrics_tuned.json").read_text())
-    table = {**base["metrics"], "rekko (tuned)": tuned["metrics"]["rekko"]}
-    print()
-    print(markdown_table(table, args.k))
-    print()
-    print("tuned parameters:", json.dumps(tuned["parameters"]))
-    print("split:", json.dumps(base["split"]))
+        seconds[f"{sees}: evaluate"] = _run(
+            ["evaluate", *common, "--json", str(out / "metrics.json"), "--report", str(out / "report.html")]
+        )
+        seconds[f"{sees}: tune"] = _run(["tune", *common, "--out", str(out / "tuned.json"), "--no-manifest"])
+        seconds[f"{sees}: evaluate tuned"] = _run(
+            [
+                "evaluate",
+                *common,
+                "--models",
+                "rekko",
+                "--params",
+                str(out / "tuned.json"),
+                "--json",
+                str(out / "metrics_tuned.json"),
+                "--report",
+                str(out / "report_tuned.html"),
+            ]
+        )
+        base = json.loads((out / "metrics.json").read_text())
+        tuned = json.loads((out / "metrics_tuned.json").read_text())
+        table = {**base["metrics"], "rekko (tuned)": tuned["metrics"]["rekko"]}
+        print()
+        print(f"## model sees: {sees}")
+        print(markdown_table(table, args.k))
+        print()
+        print("tuned parameters:", json.dumps(tuned["parameters"]))
+        print("split:", json.dumps(base["split"]))
+        if args.anchors and sees == protocols[0]:  # the anchors see no time: one run serves both protocols
+            if args.anchors.exists():
+                t = time.perf_counter()
+                subprocess.run([sys.executable, str(args.anchors), "--data", str(inputs), "--model-sees", sees,
+                                "--test-size", str(args.test_size), "-k", str(args.k),
+                                "--json", str(out / "anchors.json")], check=True)
+                seconds[f"{sees}: anchors"] = time.perf_counter() - t
+            else:
+                print(f"anchors skipped: {args.anchors} not found")
     print("wall seconds (process start to exit):", json.dumps({k: round(v, 1) for k, v in seconds.items()}))
     return 0
 

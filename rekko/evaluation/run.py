@@ -22,7 +22,7 @@ from rekko.pipeline import ingest
 from rekko.columns import Columns as C
 from rekko.evaluation import metrics
 from rekko.evaluation import models as M
-from rekko.evaluation.splitters import Split, global_time_split, per_user_last_n_split
+from rekko.evaluation.splitters import MODEL_SEES, Split, global_time_split, hide_time_of_day, per_user_last_n_split
 from rekko.exceptions import ConfigError
 
 log = logging.getLogger(__name__)
@@ -54,20 +54,35 @@ class EvalConfig:
     days: float = 30.0  # global split: the last D days
     k: int = 10
     models: tuple[str, ...] = tuple(MODELS)
+    #: "exact": the model sees the watch times the split used; "dates": the split uses the exact time, the
+    #: model (pipeline, tuning) sees year/month/day only, as the seed's data gives them
+    model_sees: str = "exact"
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
             raise ConfigError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.model_sees not in MODEL_SEES:
+            raise ConfigError(f"model_sees must be one of {MODEL_SEES}, got {self.model_sees!r}")
         unknown = [m for m in self.models if m not in MODELS]
         if unknown:
             raise ConfigError(f"unknown models {unknown}; known: {list(MODELS)}")
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
             raise ConfigError(f"k must be an integer >= 1, got {self.k!r}")
 
-    def splitter(self) -> Callable[[pd.DataFrame], Split]:
+    def splitter(self, *, tie_seed: int | None = None) -> Callable[[pd.DataFrame], Split]:
+        """The split as the protocol makes it (by exact time when the data has it).
+
+        ``tie_seed``: break same-time ties of the per-user split at random
+        (seeded) instead of in row order; the validation split of ``rekko tune``.
+        """
         if self.split == "per-user":
-            return partial(per_user_last_n_split, n=self.test_size)
+            return partial(per_user_last_n_split, n=self.test_size, tie_seed=tie_seed)
         return partial(global_time_split, days=self.days)
+
+    def outer_split(self, interactions: pd.DataFrame) -> Split:
+        """The test split, with the train part as the model may see it (dates only with ``model_sees="dates"``)."""
+        split = self.splitter()(interactions)
+        return hide_time_of_day(split) if self.model_sees == "dates" else split
 
 
 @dataclass
@@ -159,7 +174,7 @@ def run_evaluation(
 ) -> EvaluationResult:
     """Split ``interactions`` by time and compare the models on the test part."""
     t0 = time.perf_counter()
-    split = config.splitter()(interactions)
+    split = config.outer_split(interactions)
     if split.test.empty:
         raise ConfigError(f"the test part is empty ({split.description}); nothing to evaluate")
     table, seconds, fitted = evaluate_models(split, movies, ratings, config, params)

@@ -13,6 +13,11 @@ the measurement honest:
 
 Ties in time keep the input row order (a stable sort), so splits are
 deterministic.
+
+:func:`dates_only` hides the time of day from the model after a split: the
+split still uses the exact time (the truth of what was watched last), while
+the pipeline sees year/month/day only, as the seed's files give it
+(``rekko evaluate --model-sees dates``).
 """
 
 from __future__ import annotations
@@ -34,6 +39,29 @@ class Split:
     test: pd.DataFrame
     stats: dict[str, int] = field(default_factory=dict)
     description: str = ""
+
+
+MODEL_SEES = ("exact", "dates")
+
+
+def dates_only(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its watch times cut to the day (what the model sees with ``--model-sees dates``).
+
+    The seed's interactions carry ``year``/``month``/``day`` only; ingest turns
+    them into midnight of that day, which is exactly what this gives. Rows keep
+    their order (the input file's order, the only tie-break the seed's data has).
+    """
+    if C.DATETIME not in frame.columns:
+        return frame
+    out = frame.copy()
+    out[C.DATETIME] = pd.to_datetime(out[C.DATETIME]).dt.floor("D").to_numpy()
+    return out
+
+
+def hide_time_of_day(split: Split) -> Split:
+    """The same split with the train part reduced to dates (the test pairs carry no time)."""
+    return Split(train=dates_only(split.train), test=split.test, stats=split.stats,
+                 description=split.description + " (by exact time; the model sees dates only)")
 
 
 def _require_times(interactions: pd.DataFrame) -> pd.Series:
@@ -82,14 +110,24 @@ def global_time_split(interactions: pd.DataFrame, days: float) -> Split:
     )
 
 
-def per_user_last_n_split(interactions: pd.DataFrame, n: int) -> Split:
-    """Each user's last ``n`` interactions by time are the test; the rest is train."""
+def per_user_last_n_split(interactions: pd.DataFrame, n: int, *, tie_seed: int | None = None) -> Split:
+    """Each user's last ``n`` interactions by time are the test; the rest is train.
+
+    Ties in time keep the row order, unless ``tie_seed`` is given: then they
+    are broken by a random permutation drawn with that seed. ``rekko tune``
+    carves its validation split this way: with dates only, a day's watches
+    tie, and a validation split cut in file order would reward a model that
+    ranks recency in the same file order (``collaborative.recency = "order"``)
+    for an agreement no real future watch has.
+    """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ConfigError(f"the per-user test size must be an integer >= 1, got {n!r}")
     when = _require_times(interactions)
+    tie = np.arange(len(interactions)) if tie_seed is None else np.random.default_rng(tie_seed).permutation(
+        len(interactions))
     order = pd.DataFrame(
-        {"u": interactions[C.USER].to_numpy(), "t": when.to_numpy(), "i": np.arange(len(interactions))}
-    ).sort_values(["u", "t", "i"], kind="stable")
+        {"u": interactions[C.USER].to_numpy(), "t": when.to_numpy(), "tie": tie, "i": np.arange(len(interactions))}
+    ).sort_values(["u", "t", "tie"], kind="stable")
     from_end = order.groupby("u", sort=False).cumcount(ascending=False).to_numpy()
     is_test = np.zeros(len(interactions), dtype=bool)
     is_test[order["i"].to_numpy()] = from_end < n

@@ -2,9 +2,12 @@
 
 What is tuned, in this order (each step keeps the best of the previous ones):
 
-1. the co-watching similarity (``k`` neighbours, BM25 or cosine weighting) and
-   the recency half-life of the history, with the starting blend (given a
-   co-watching weight equal to the rest if it had none);
+1. the history's recency (``order``, ``dense`` or ``days``, see
+   :class:`~rekko.config.CollaborativeConfig`) and its half-life (in steps
+   for the first two, days for ``days``), with the starting similarity and
+   blend (given a co-watching weight equal to the rest if it had none); then
+   the co-watching similarity (``k`` neighbours; BM25, cosine, or RP3beta
+   with a few ``alpha``/``beta`` pairs) with that recency;
 2. the blend weights of metadata, description and movie score relative to the
    collaborative weight, by coordinate ascent over a log-spaced grid (scores
    are linear in the weights and a ranking is scale-free, so fixing
@@ -46,8 +49,13 @@ log = logging.getLogger(__name__)
 KINDS = ("md", "desc", "cf")
 WEIGHT_GRID = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 HALF_LIFE_GRID: tuple[float | None, ...] = (None, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0)
+#: half-lives in days, for ``recency = "days"``
+DAYS_HALF_LIFE_GRID: tuple[float | None, ...] = (None, 1.0, 3.0, 7.0, 30.0, 90.0, 365.0)
+RECENCY_GRID = ("order", "dense", "days")
 CF_K_GRID = (50, 100, 200)
-CF_WEIGHTING_GRID = ("bm25", "cosine")
+CF_WEIGHTING_GRID = ("bm25", "cosine", "rp3beta")
+#: (alpha, beta) pairs tried for RP3beta
+RP3_GRID: tuple[tuple[float, float], ...] = ((1.0, 0.5), (0.8, 0.3), (0.6, 0.4))
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,9 @@ def tune(
     cf_weighting_grid: Sequence[str] = CF_WEIGHTING_GRID,
     half_life_grid: Sequence[float | None] = HALF_LIFE_GRID,
     weight_grid: Sequence[float] = WEIGHT_GRID,
+    recency_grid: Sequence[str] = RECENCY_GRID,
+    days_half_life_grid: Sequence[float | None] = DAYS_HALF_LIFE_GRID,
+    rp3_grid: Sequence[tuple[float, float]] = RP3_GRID,
     fitted: Fitted | None = None,
 ) -> TuneResult:
     """Tune on ``split(train)``: fit on its train part, score NDCG@k on its test part (the validation)."""
@@ -143,12 +154,20 @@ def tune(
             best, best_value = candidate, value
             pinned[0] = candidate.collaborative
 
-    # 1. similarity and half-life with the starting blend
+    def half_lives(recency: str) -> Sequence[float | None]:
+        return days_half_life_grid if recency == "days" else half_life_grid
+
+    # 1. recency and half-life with the starting similarity and blend, then the similarity with that recency
+    for recency in recency_grid:
+        for half_life in half_lives(recency):
+            cf = replace(start.collaborative, recency=recency)
+            consider(replace(best, collaborative=cf).with_half_life(half_life))
     for k_cf in cf_k_grid:
         for weighting in cf_weighting_grid:
-            for half_life in half_life_grid:
-                cf = replace(start.collaborative, k=int(k_cf), weighting=weighting)
-                consider(replace(best, collaborative=cf).with_half_life(half_life))
+            for alpha, beta in (rp3_grid if weighting == "rp3beta" else ((None, None),)):
+                extra = {} if alpha is None else {"rp3_alpha": float(alpha), "rp3_beta": float(beta)}
+                cf = replace(best.collaborative, k=int(k_cf), weighting=weighting, **extra)
+                consider(replace(best, collaborative=cf))
     # 2. blend weights relative to cf = 1, coordinate ascent
     for _ in range(config.rounds):
         before = best_value
@@ -158,7 +177,7 @@ def tune(
         if best_value <= before + 1e-12:
             break
     # 3. half-life again with the tuned weights
-    for half_life in half_life_grid:
+    for half_life in half_lives(best.collaborative.recency):
         consider(best.with_half_life(half_life))
 
     if start_value >= best_value:  # never hand back something worse than the start on validation

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
+from rekko.columns import Columns as C
 from rekko.importers.movielens import DEFAULT_RUNTIME, RATINGS_FILES, import_movielens, write_import
 
 
@@ -41,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default=DEFAULT_RUNTIME,
         help=f"minutes for movies with no known runtime (default {DEFAULT_RUNTIME:g})",
     )
+    ml.add_argument(
+        "--dates-only",
+        action="store_true",
+        help="write the watch date as year/month/day only, like the seed's files (no exact last_watch_dt); "
+        "to measure that format keep the exact time and use `rekko evaluate --model-sees dates`, which splits on it",
+    )
     ml.set_defaults(handler=run_movielens)
     return parser
 
@@ -48,6 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run_movielens(args: argparse.Namespace) -> int:
     """Import, write, and print what was written with the counts."""
     result = import_movielens(args.directory, tmdb=args.tmdb, imdb=args.imdb, default_runtime=args.default_runtime)
+    if args.dates_only:
+        result = replace(result, interactions=result.interactions.drop(columns=[C.DATETIME]))
     paths = write_import(result, args.out, ratings_format=args.ratings_format)
     for what, path in paths.items():
         print(f"wrote {what}: {path}")

@@ -12,6 +12,22 @@ their columns after weighting:
   factor multiplies a whole movie column, which the cosine normalisation
   cancels, so it is left out.
 
+``rp3beta`` (Dacrema et al., "Are we really making much progress?", RecSys
+2019, after Paudel et al.'s RP3beta) is not a cosine: it is a random walk of
+three steps from a watched movie ``i`` to a viewer ``u`` of it to another movie
+``j`` that viewer watched, with probabilities ``x_ui / sum_v x_vi`` and
+``x_uj / sum_l x_ul`` (watch ratios), each raised to ``alpha``, and the
+landing movie's score divided by its popularity (number of viewers) to the
+power ``beta``::
+
+    W_ij = sum_u (x_ui / d_i)^alpha (x_uj / d_u)^alpha / pop_j^beta
+
+``beta`` > 0 takes the walk away from the blockbusters every walk reaches. The
+matrix is not symmetric: row ``i`` holds where walks *from* ``i`` land, which
+is the row the ranking kernel reads for a watched ``i``. It is scaled so that
+each row's largest entry is 1 (the content similarities' scale, so the blend
+weights mean the same), which leaves a row's ranking unchanged.
+
 Only the ``k`` strongest neighbours of each movie are kept (the same sparse
 top-k representation and kernel as the content similarities), so memory is
 O(N k) at any catalogue size.
@@ -25,6 +41,7 @@ out).
 
 from __future__ import annotations
 
+import os
 
 import numpy as np
 import pandas as pd
@@ -33,8 +50,8 @@ import scipy.sparse as sp
 from rekko.columns import Columns as C
 from rekko.exceptions import ConfigError
 from rekko.artifacts import TopKSimilarity
-from rekko.config import WEIGHTINGS, CollaborativeConfig  # noqa: F401 - re-exported
-from rekko.pipeline.similarity import top_k_cosine
+from rekko.config import RECENCY_MODES, WEIGHTINGS, CollaborativeConfig  # noqa: F401 - re-exported
+from rekko.pipeline.similarity import keep_top_k, top_k_cosine
 MOVIE_IDX = "movie_idx"
 
 
@@ -71,15 +88,61 @@ def _l2_rows(m: sp.csr_matrix) -> sp.csr_matrix:
     return sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ m
 
 
+def _row_normalised(m: sp.csr_matrix) -> sp.csr_matrix:
+    sums = np.asarray(m.sum(axis=1)).ravel()
+    return sp.diags(np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)) @ m
+
+
+def rp3beta_matrix(x: sp.csr_matrix, alpha: float, beta: float) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """The walk's two steps as ``(A, B)`` with ``W = A @ B`` (see the module doc); ``x`` is users x movies.
+
+    ``A`` = movies x users, ``(x_ui / d_i)^alpha``; ``B`` = users x movies,
+    ``(x_uj / d_u)^alpha / pop_j^beta``.
+    """
+    x = x.tocsr().astype(np.float64)
+    x.eliminate_zeros()
+    a = _row_normalised(x.T.tocsr()).tocsr()
+    a.data **= alpha
+    b = _row_normalised(x).tocsr()
+    b.data **= alpha
+    pop = np.diff(x.tocsc().indptr).astype(np.float64)
+    penalty = np.divide(1.0, pop**beta, out=np.zeros_like(pop), where=pop > 0)
+    b = (b @ sp.diags(penalty)).tocsr()
+    return a, b
+
+
+def _rp3beta_top_k(x: sp.csr_matrix, config: CollaborativeConfig) -> sp.csr_matrix:
+    from sparse_dot_topn import sp_matmul_topn
+
+    a, b = rp3beta_matrix(x, config.rp3_alpha, config.rp3_beta)
+    n = a.shape[0]
+    threads = config.n_threads if config.n_threads is not None else (os.cpu_count() or 1)
+    top = sp_matmul_topn(a.astype(np.float32), b.astype(np.float32), top_n=min(config.k + 1, n), threshold=0.0,
+                         sort=False, n_threads=threads if threads > 1 else None)
+    top = keep_top_k(sp.csr_matrix(top, dtype=np.float64), config.k, drop_diagonal=True)
+    row_max = np.zeros(n)
+    nonempty = np.diff(top.indptr) > 0
+    row_max[nonempty] = np.maximum.reduceat(top.data, top.indptr[:-1][nonempty])
+    top = sp.diags(np.divide(1.0, row_max, out=np.zeros_like(row_max), where=row_max > 0)) @ top
+    out = sp.csr_matrix(top, dtype=np.float32)
+    out.sort_indices()
+    return out
+
+
 def item_item_similarity(
     interactions_upd: pd.DataFrame, movie_ids: np.ndarray, config: CollaborativeConfig = CollaborativeConfig()
 ) -> TopKSimilarity:
-    """Top-k co-watching cosine similarity of every movie, in ``movie_ids`` order (``movie_idx`` indexes it).
+    """Top-k co-watching similarity of every movie (``config.weighting``), in ``movie_ids`` order.
+
+    ``movie_idx`` indexes it.
 
     A movie nobody watched has an empty row; a movie is never its own neighbour.
     """
     n = len(movie_ids)
     x = watch_matrix(interactions_upd, n)
+    if config.weighting == "rp3beta":
+        matrix = _rp3beta_top_k(x, config) if x.nnz else sp.csr_matrix((n, n), dtype=np.float32)
+        return TopKSimilarity(np.asarray(movie_ids), matrix)
     if config.weighting == "bm25":
         x = bm25_weight(x, config.bm25_k1, config.bm25_b)
     items = _l2_rows(x.T.tocsr()).astype(np.float32)
@@ -90,22 +153,58 @@ def item_item_similarity(
     return TopKSimilarity(np.asarray(movie_ids), matrix)
 
 
-def recency_rank(interactions_upd: pd.DataFrame) -> np.ndarray:
-    """Per row: how many of the same user's watches are more recent (0 = the latest).
+def dates_only(times: pd.Series) -> bool:
+    """True when the watch times carry no time of day: every dated one is a midnight (and one is dated)."""
+    t = pd.to_datetime(pd.Series(np.asarray(times))).dropna()
+    return bool(len(t)) and bool((t == t.dt.normalize()).all())
 
-    Ties in time (day-resolution dates) keep the row order, later rows counting
-    as more recent; a missing date sorts first (oldest).
+
+def recency_rank(interactions_upd: pd.DataFrame, mode: str = "order") -> np.ndarray:
+    """Per row: the watch's integer recency within its user (0 = the latest), by ``mode``.
+
+    * ``order``: how many of the same user's watches are more recent; ties in
+      time (day-resolution dates) keep the row order, later rows counting as
+      more recent, so a day's watches get distinct, arbitrary ranks;
+    * ``dense``: how many *distinct* times of the user are more recent: watches
+      at the same time share a rank (``[d1, d1, d2, d3, d3]`` -> 2, 2, 1, 0, 0);
+    * ``days``: whole days between the watch and the user's latest watch
+      (``floor((latest - t) / 1 day)``);
+    * ``auto``: ``dense`` when every dated watch is at midnight (dates without
+      a time of day), else ``order``.
+
+    A missing date sorts first (oldest): with ``order`` it takes the oldest
+    ranks, with ``dense`` one rank past the user's oldest dated watch, with
+    ``days`` one day past it. A user without any date has all ranks 0 for
+    ``dense`` and ``days``.
     """
-    order = pd.DataFrame(
-        {
-            "u": interactions_upd[C.USER].to_numpy(),
-            "t": interactions_upd[C.DATETIME].to_numpy() if C.DATETIME in interactions_upd else 0,
-            "i": np.arange(len(interactions_upd)),
-        }
-    ).sort_values(["u", "t", "i"], kind="stable", na_position="first")
-    rank = np.empty(len(interactions_upd), dtype=np.int64)
-    rank[order["i"].to_numpy()] = order.groupby("u", sort=False).cumcount(ascending=False).to_numpy()
-    return rank
+    if mode not in RECENCY_MODES:
+        raise ConfigError(f"collaborative.recency must be one of {RECENCY_MODES}, got {mode!r}")
+    n = len(interactions_upd)
+    users = interactions_upd[C.USER].to_numpy()
+    has_time = C.DATETIME in interactions_upd
+    if mode == "auto":
+        mode = "dense" if has_time and dates_only(interactions_upd[C.DATETIME]) else "order"
+    if mode == "order" or not has_time:
+        if mode != "order":
+            return np.zeros(n, dtype=np.int64)
+        order = pd.DataFrame(
+            {"u": users, "t": interactions_upd[C.DATETIME].to_numpy() if has_time else 0, "i": np.arange(n)}
+        ).sort_values(["u", "t", "i"], kind="stable", na_position="first")
+        rank = np.empty(n, dtype=np.int64)
+        rank[order["i"].to_numpy()] = order.groupby("u", sort=False).cumcount(ascending=False).to_numpy()
+        return rank
+    t = pd.to_datetime(pd.Series(interactions_upd[C.DATETIME].to_numpy()))
+    frame = pd.DataFrame({"u": users, "t": t})
+    latest = frame.groupby("u", sort=False)["t"].transform("max")
+    if mode == "dense":
+        rank = frame.groupby("u", sort=False)["t"].rank(method="dense", ascending=False) - 1
+        missing_rank = frame.assign(r=rank).groupby("u", sort=False)["r"].transform("max") + 1
+        out = rank.fillna(missing_rank).fillna(0)
+    else:
+        days = (latest - frame["t"]) // pd.Timedelta(days=1)
+        oldest = days.groupby(frame["u"], sort=False).transform("max") + 1
+        out = days.astype("float64").fillna(oldest.astype("float64")).fillna(0)
+    return out.to_numpy(dtype=np.int64)
 
 
 def history_weights(watch_ratio: np.ndarray, rank: np.ndarray, half_life: float | None) -> np.ndarray:

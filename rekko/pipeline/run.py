@@ -112,7 +112,7 @@ def compute(
         log.info("%d movies have no duration: using the median length of their entity type", n_imputed)
     interactions = watch_ratio(aggregated, duration)
     interactions["movie_idx"] = interactions["movie_idx"].astype(np.int32)
-    interactions[C.RECENCY_RANK] = recency_rank(interactions).astype(np.int32)
+    interactions[C.RECENCY_RANK] = recency_rank(interactions, config.collaborative.recency).astype(np.int32)
     users = user_features(interactions)
     movies = movie_features(movies, interactions, config.movie_score)
     counts["users"] = len(users)
