@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/rekko demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 3 --dist loadscope
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_core.py
