@@ -122,7 +122,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         return 0
     if args.user_id is None:
         raise ConfigError("give a user id (--user-id N) or --all-users")
-    recommender = Recommender(load_artifacts(artifact_paths(args), user_ids=[args.user_id]))
+    # one answer per process: rank interpreted rather than start the compiler (same bits, see Recommender)
+    recommender = Recommender(load_artifacts(artifact_paths(args), user_ids=[args.user_id]), engine="auto")
     recs = recommender.recommend(args.user_id, args.n)
     items = recs.items.assign(**{C.USER: recs.user_id, C.COLD_START: recs.cold_start})
     items = items[[C.USER] + [c for c in items.columns if c != C.USER]]

@@ -75,7 +75,7 @@ def run_demo(user_id: int | None = None, n: int = 10, fmt: str = "table") -> int
         # written by another version or tampered with: rebuild once
         run_with_enrichment(paths)
         artifacts = load_artifacts(paths.artifacts())
-    recommender = Recommender(artifacts)
+    recommender = Recommender(artifacts, engine="auto")  # one answer per process: no compiler start-up
     if user_id is None:
         user_id = SAMPLE_USER if SAMPLE_USER in artifacts.user_ids else int(
             artifacts.user_ids[np.argmax(np.diff(artifacts.history.indptr))])
