@@ -341,6 +341,12 @@ class Recommender:
         self.scorer_ = kernel.combine(artifacts.sims, artifacts.movie_score, self.weights)
         self.movie_pos_ = pd.Index(artifacts.movie_ids)
 
+    def warm(self) -> Recommender:
+        """Compile (or load from the disk cache) the kernel for these arrays now, not on a first request."""
+        if self.engine == "jit":
+            self.rank_rows(np.array([0 if len(self.artifacts.user_ids) else -1]), 1, parallel=False)
+        return self
+
     def history_of(self, user_id: int) -> tuple[np.ndarray, np.ndarray] | None:
         """Watched movie indices and raw watch ratios of a user, or None for an unknown user."""
         row = self.artifacts.user_row(int(user_id))

@@ -184,7 +184,7 @@ def open_bundle(folder: Path) -> Snapshot:
         weights = BlendWeights.from_dict(meta["weights"])
         scorer = Scorer(_load_csr(folder, "combined", (n, n)), arr("movie_part"), arr("cold_order"),
                         weights.recency_half_life)
-        rec = MappedRecommender(artifacts, weights, scorer)
+        rec = MappedRecommender(artifacts, weights, scorer).warm()
         catalog = MappedCatalog(arr("catalog"), arr("catalog_offsets"))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"{folder}: cannot open the serving bundle: {type(exc).__name__}: {exc}") from exc

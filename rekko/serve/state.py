@@ -111,7 +111,7 @@ def load_snapshot(paths: ArtifactPaths) -> Snapshot:
     artifacts = load_artifacts(paths)
     catalog = read_catalog(paths.movies_upd, artifacts.manifest, artifacts.movie_ids)
     return Snapshot(
-        recommender=Recommender(artifacts),
+        recommender=Recommender(artifacts).warm(),
         catalog=catalog,
         manifest=artifacts.manifest,
         manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
