@@ -225,13 +225,47 @@ def write_frame(df: pd.DataFrame, path: str | os.PathLike[str], *, fmt: str,
     For callers that chose the file themselves, e.g. a staged temporary (:class:`StagedFiles`).
     """
     if fmt in (".parquet", ".pq"):
-        df.to_parquet(path, index=False, row_group_size=row_group_size)
+        if row_group_size is None or not any(isinstance(t, pd.CategoricalDtype) for t in df.dtypes):
+            df.to_parquet(path, index=False, row_group_size=row_group_size)
+        else:
+            _write_parquet_compact_dictionaries(df, path, row_group_size)
     elif fmt == ".csv":
         df.to_csv(path, index=False)
     elif fmt == ".xlsx":
         df.to_excel(path, index=False, engine="openpyxl")
     else:
         raise InputFileError(f"{path}: unknown table format '{fmt}'")
+
+
+def _write_parquet_compact_dictionaries(df: pd.DataFrame, path: str | os.PathLike[str], row_group_size: int) -> None:
+    """Parquet in row groups of ``row_group_size`` whose categorical columns hold only their own values.
+
+    Written as is, a categorical column repeats its whole category list as the
+    dictionary of every row group: 7 MB of movie ids times 293 row groups was
+    2.0 of the 2.1 GB of ``interactions_upd`` at 200,000 movies. Here each row
+    group gets a dictionary of just the values it uses; the Arrow schema (a
+    dictionary of strings) is unchanged, so readers still get a categorical.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    for i, field in enumerate(table.schema):
+        if not pa.types.is_dictionary(field.type):
+            continue
+        column = table.column(i).combine_chunks()
+        if column.null_count:  # no missing values in rekko's categoricals; keep such a column as it is
+            continue
+        chunks = []
+        for start in range(0, len(column), row_group_size):
+            part = column.slice(start, row_group_size)
+            codes = part.indices.to_numpy(zero_copy_only=False)
+            used, local = np.unique(codes, return_inverse=True)
+            chunks.append(pa.DictionaryArray.from_arrays(pa.array(local, type=field.type.index_type),
+                                                         part.dictionary.take(pa.array(used))))
+        table = table.set_column(i, field, pa.chunked_array(chunks, type=field.type))
+    pq.write_table(table, path, row_group_size=row_group_size)
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, row_group_size: int | None = None) -> None:
