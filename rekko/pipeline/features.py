@@ -24,39 +24,91 @@ def attach_movie_index(interactions: pd.DataFrame, movie_ids: pd.Index) -> tuple
     """Add a dense ``movie_idx``; drop (and count) interactions whose movie is unknown.
 
     A categorical ``movie_id`` (as :func:`rekko.pipeline.ingest.validate_interactions`
-    makes it) is mapped through its few categories instead of every row.
+    makes it) is mapped through its few categories instead of every row. When
+    every movie is known the rows are not copied: the columns are shared with
+    ``interactions`` (a shallow copy plus the new column).
     """
     ids = interactions[C.MOVIE]
     if isinstance(ids.dtype, pd.CategoricalDtype):
         codes = ids.cat.codes.to_numpy()
-        by_category = movie_ids.get_indexer(ids.cat.categories)
-        idx = np.where(codes >= 0, by_category[codes], -1)
+        by_category = movie_ids.get_indexer(ids.cat.categories).astype(np.int32)
+        idx = np.where(codes >= 0, by_category[codes], np.int32(-1))
     else:
         idx = movie_ids.get_indexer(ids)
     known = idx >= 0
     dropped = int((~known).sum())
-    out = interactions.loc[known].copy()
-    out["movie_idx"] = idx[known].astype(np.int64)
-    return out.reset_index(drop=True), dropped
+    if dropped:
+        out = interactions.loc[known].reset_index(drop=True)
+        idx = idx[known]
+    else:
+        out = interactions.copy(deep=False).reset_index(drop=True)
+    out["movie_idx"] = idx.astype(np.int64)
+    return out, dropped
 
 
 def aggregate_sessions(interactions: pd.DataFrame, movie_ids: pd.Index) -> pd.DataFrame:
-    """One row per (user, movie): minutes summed, last watch date, session count.
+    """One row per (user, movie): minutes summed, last watch date, session count; sorted by user, then movie.
 
     Expects the ``movie_idx`` column from :func:`attach_movie_index`; the
     ``movie_id`` of each row is read back from ``movie_ids`` by that index.
+    One stable sort on a (user rank, movie) key and ``reduceat`` sums: at 30M
+    rows a grouped aggregation took 34 s and several copies of the frame.
+    Sessions of one pair are summed in file order; a missing date is ignored
+    by the max unless all of the pair's dates are missing.
     """
-    grouped = interactions.groupby([C.USER, "movie_idx"], sort=True)
-    out = grouped.agg(
-        **{
-            C.WATCHED_MINUTES: (C.WATCHED_MINUTES, "sum"),
-            C.DATETIME: (C.DATETIME, "max"),
-            C.N_SESSIONS: (C.WATCHED_MINUTES, "size"),
-        }
-    ).reset_index()
-    idx = out["movie_idx"].to_numpy()
-    out[C.MOVIE] = pd.Categorical.from_codes(idx, categories=movie_ids) if len(movie_ids) else idx
-    return out[[C.USER, C.MOVIE, "movie_idx", C.WATCHED_MINUTES, C.DATETIME, C.N_SESSIONS]]
+    user = interactions[C.USER].to_numpy()
+    movie = interactions["movie_idx"].to_numpy()
+    n_movies = max(len(movie_ids), int(movie.max()) + 1 if len(movie) else 0)
+    user_rank, user_values = pd.factorize(user, sort=True)
+    key = user_rank.astype(np.int64) * max(n_movies, 1) + movie
+    del user_rank
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1]))) if len(key) else np.zeros(0, np.int64)
+    first = order[starts]
+    del key
+    minutes = interactions[C.WATCHED_MINUTES].to_numpy(dtype=np.float64)
+    summed = np.add.reduceat(minutes[order], starts) if len(starts) else minutes[:0]
+    dt = interactions[C.DATETIME].to_numpy()
+    stamps = dt.view(np.int64)  # NaT is the smallest int64: a max ignores it unless all are NaT
+    last = (np.maximum.reduceat(stamps[order], starts) if len(starts) else stamps[:0]).view(dt.dtype)
+    del order
+    sessions = np.diff(np.append(starts, len(movie))).astype(np.int64)
+    idx = movie[first]
+    out = pd.DataFrame({
+        C.USER: user[first],
+        C.MOVIE: pd.Categorical.from_codes(idx, categories=movie_ids) if len(movie_ids) else idx,
+        "movie_idx": idx,
+        C.WATCHED_MINUTES: summed,
+        C.DATETIME: last,
+        C.N_SESSIONS: sessions,
+    })
+    return out
+
+
+def recency_rank(interactions_upd: pd.DataFrame) -> np.ndarray:
+    """Per row: how many of the same user's watches are more recent (0 = the latest).
+
+    Same answer as :func:`rekko.pipeline.collaborative.recency_rank` (ties in
+    time keep the row order, later rows counting as more recent; a missing
+    date is the oldest), for rows grouped by user as
+    :func:`aggregate_sessions` returns them, in one stable sort of the dates
+    and int32 positions instead of a sorted three-column frame.
+    """
+    from rekko.pipeline.collaborative import recency_rank as general
+
+    user = interactions_upd[C.USER].to_numpy()
+    n = len(user)
+    if n == 0 or n >= 2**31 or C.DATETIME not in interactions_upd or (user[1:] < user[:-1]).any():
+        return general(interactions_upd)
+    stamps = interactions_upd[C.DATETIME].to_numpy().view(np.int64)  # NaT sorts first: the oldest
+    order = np.lexsort((stamps, user)).astype(np.int32)  # stable: equal times keep the row order
+    starts = np.flatnonzero(np.concatenate(([True], user[1:] != user[:-1])))
+    ends = np.append(starts[1:], n).astype(np.int32)
+    rank = np.empty(n, dtype=np.int32)
+    # the row at sorted position p of its user's block [start, end) has end - 1 - p more recent rows
+    rank[order] = np.repeat(ends, np.diff(np.append(starts, n))) - 1 - np.arange(n, dtype=np.int32)
+    return rank
 
 
 def effective_duration(movies: pd.DataFrame) -> tuple[np.ndarray, int]:
@@ -80,9 +132,9 @@ def effective_duration(movies: pd.DataFrame) -> tuple[np.ndarray, int]:
     return duration, n_unknown
 
 
-def watch_ratio(aggregated: pd.DataFrame, duration: np.ndarray) -> pd.DataFrame:
-    """Add ``watch_ratio`` = minutes / length clipped to [0, 1]."""
-    out = aggregated.copy()
+def watch_ratio(aggregated: pd.DataFrame, duration: np.ndarray, *, copy: bool = True) -> pd.DataFrame:
+    """Add ``watch_ratio`` = minutes / length clipped to [0, 1] (to ``aggregated`` itself with ``copy=False``)."""
+    out = aggregated.copy() if copy else aggregated
     lengths = duration[out["movie_idx"].to_numpy()]
     out[C.WATCH_RATIO] = np.clip(out[C.WATCHED_MINUTES].to_numpy() / lengths, 0.0, 1.0)
     return out
