@@ -17,14 +17,14 @@ def reference_aggregate(interactions: pd.DataFrame, movie_ids: pd.Index) -> pd.D
     return out[[C.USER, C.MOVIE, "movie_idx", C.WATCHED_MINUTES, C.DATETIME, C.N_SESSIONS]]
 
 
-def random_log(seed: int, n: int = 5_000) -> tuple[pd.DataFrame, pd.Index]:
+def random_log(seed: int, n: int = 5_000, *, far_apart: bool = False) -> tuple[pd.DataFrame, pd.Index]:
     rng = np.random.default_rng(seed)
     movie_ids = pd.Index([f"m{i}" for i in range(40)], dtype=object)
     dates = pd.to_datetime("2024-01-01") + pd.to_timedelta(rng.integers(0, 30, n), unit="D")
     dates = dates.to_numpy().copy()
     dates[rng.random(n) < 0.1] = np.datetime64("NaT")
     raw = pd.DataFrame({
-        C.USER: rng.integers(-5, 300, n).astype(np.int64) * 7919,
+        C.USER: (rng.integers(-5, 300, n).astype(np.int64) * (2**55 if far_apart else 7919)),
         C.MOVIE: pd.Categorical.from_codes(rng.integers(0, 45, n), categories=[*movie_ids, "x1", "x2", "x3", "x4", "x5"]),
         C.WATCHED_MINUTES: rng.integers(0, 200, n).astype(np.float64),
         C.DATETIME: dates,
@@ -32,9 +32,9 @@ def random_log(seed: int, n: int = 5_000) -> tuple[pd.DataFrame, pd.Index]:
     return raw, movie_ids
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_aggregate_and_recency_match_the_grouped_versions(seed):
-    raw, movie_ids = random_log(seed)
+@pytest.mark.parametrize("seed,far_apart", [(0, False), (1, False), (2, True)])
+def test_aggregate_and_recency_match_the_grouped_versions(seed, far_apart):
+    raw, movie_ids = random_log(seed, far_apart=far_apart)
     known, dropped = attach_movie_index(raw, movie_ids)
     assert dropped == int((~raw[C.MOVIE].isin(movie_ids)).sum()) and dropped > 0
     got = aggregate_sessions(known, movie_ids)

@@ -51,18 +51,20 @@ def aggregate_sessions(interactions: pd.DataFrame, movie_ids: pd.Index) -> pd.Da
 
     Expects the ``movie_idx`` column from :func:`attach_movie_index`; the
     ``movie_id`` of each row is read back from ``movie_ids`` by that index.
-    One stable sort on a (user rank, movie) key and ``reduceat`` sums: at 30M
-    rows a grouped aggregation took 34 s and several copies of the frame.
-    Sessions of one pair are summed in file order; a missing date is ignored
-    by the max unless all of the pair's dates are missing.
+    One sort of a (user, movie) key and ``reduceat`` sums: at 30M rows a
+    grouped aggregation took 34 s and several copies of the frame. A missing
+    date is ignored by the max unless all of the pair's dates are missing.
     """
     user = interactions[C.USER].to_numpy()
     movie = interactions["movie_idx"].to_numpy()
-    n_movies = max(len(movie_ids), int(movie.max()) + 1 if len(movie) else 0)
-    user_rank, user_values = pd.factorize(user, sort=True)
-    key = user_rank.astype(np.int64) * max(n_movies, 1) + movie
-    del user_rank
-    order = np.argsort(key, kind="stable")
+    n_movies = max(len(movie_ids), int(movie.max()) + 1 if len(movie) else 0, 1)
+    low = int(user.min()) if len(user) else 0
+    span = (int(user.max()) - low + 1) if len(user) else 1
+    if span <= (2**62) // n_movies:  # the (user, movie) key fits in int64 as it is
+        key = (user - low) * n_movies + movie
+    else:  # far-apart ids: their ranks instead
+        key = pd.factorize(user, sort=True)[0].astype(np.int64) * n_movies + movie
+    order = np.argsort(key)
     key = key[order]
     starts = np.flatnonzero(np.concatenate(([True], key[1:] != key[:-1]))) if len(key) else np.zeros(0, np.int64)
     first = order[starts]
@@ -74,16 +76,18 @@ def aggregate_sessions(interactions: pd.DataFrame, movie_ids: pd.Index) -> pd.Da
     last = (np.maximum.reduceat(stamps[order], starts) if len(starts) else stamps[:0]).view(dt.dtype)
     del order
     sessions = np.diff(np.append(starts, len(movie))).astype(np.int64)
+    del starts
     idx = movie[first]
-    out = pd.DataFrame({
-        C.USER: user[first],
+    users = user[first]
+    del first
+    return pd.DataFrame({
+        C.USER: users,
         C.MOVIE: pd.Categorical.from_codes(idx, categories=movie_ids) if len(movie_ids) else idx,
         "movie_idx": idx,
         C.WATCHED_MINUTES: summed,
         C.DATETIME: last,
         C.N_SESSIONS: sessions,
-    })
-    return out
+    }, copy=False)  # the arrays are new: no second copy of a 30M-row frame
 
 
 def recency_rank(interactions_upd: pd.DataFrame) -> np.ndarray:
@@ -102,12 +106,23 @@ def recency_rank(interactions_upd: pd.DataFrame) -> np.ndarray:
     if n == 0 or n >= 2**31 or C.DATETIME not in interactions_upd or (user[1:] < user[:-1]).any():
         return general(interactions_upd)
     stamps = interactions_upd[C.DATETIME].to_numpy().view(np.int64)  # NaT sorts first: the oldest
-    order = np.lexsort((stamps, user)).astype(np.int32)  # stable: equal times keep the row order
     starts = np.flatnonzero(np.concatenate(([True], user[1:] != user[:-1])))
-    ends = np.append(starts[1:], n).astype(np.int32)
+    sizes = np.diff(np.append(starts, n))
+    dates, distinct = pd.factorize(stamps, sort=True)  # a log has few distinct dates
+    if len(starts) * len(distinct) * int(sizes.max()) < 2**62:
+        # one unique key per row (user block, date, row within the block): ties keep the row order
+        block_start = np.repeat(starts, sizes)
+        key = (np.repeat(np.arange(len(starts), dtype=np.int64), sizes) * len(distinct) + dates) * int(sizes.max())
+        key += np.arange(n, dtype=np.int64) - block_start
+        del dates
+        order = np.argsort(key).astype(np.int32)
+        del key
+    else:
+        order = np.lexsort((stamps, user)).astype(np.int32)  # stable: equal times keep the row order
+        block_start = np.repeat(starts, sizes)
     rank = np.empty(n, dtype=np.int32)
-    # the row at sorted position p of its user's block [start, end) has end - 1 - p more recent rows
-    rank[order] = np.repeat(ends, np.diff(np.append(starts, n))) - 1 - np.arange(n, dtype=np.int32)
+    # the row at sorted position p of its user's block [start, start + size) has start + size - 1 - p more recent rows
+    rank[order] = (block_start + np.repeat(sizes, sizes) - 1 - np.arange(n)).astype(np.int32)
     return rank
 
 
