@@ -98,6 +98,13 @@ class SimilarityConfig(ConfigBase):
     desc_min_df: int = 2
     max_features: int | None = 200_000
     n_threads: int | None = None  # None: all cores
+    #: Above this many movies, top-k neighbours by candidate blocking
+    #: (:func:`rekko.pipeline.similarity.blocked_top_k_cosine`) instead of the exact product.
+    #: None (the default): always exact. Opt-in: at 200,000 generated movies its recall of the
+    #: exact top-100 was 0.80 with the default cluster_size/spill (benchmarks/README.md).
+    exact_max_movies: int | None = None
+    cluster_size: int = 2_000
+    spill: int = 4
 
     RUNTIME_FIELDS: ClassVar[tuple[str, ...]] = ()  # n_threads stays: old manifests carry it
 
@@ -107,6 +114,10 @@ class SimilarityConfig(ConfigBase):
         for name in ("md_max_df", "desc_max_df"):
             self._set(name, _check_number(o, name, getattr(self, name), strict=True, maximum=1.0))
         self._set("desc_min_df", _check_int(o, "desc_min_df", self.desc_min_df))
+        for name in ("cluster_size", "spill"):
+            self._set(name, _check_int(o, name, getattr(self, name)))
+        if self.exact_max_movies is not None:
+            self._set("exact_max_movies", _check_int(o, "exact_max_movies", self.exact_max_movies))
         if self.max_features is not None:
             self._set("max_features", _check_int(o, "max_features", self.max_features))
         if self.n_threads is not None:

@@ -39,10 +39,14 @@ XLSX_RATIO_GRACE = 100 * 1024
 _CHUNK = 1 << 20
 
 
-def read_table(path: str | os.PathLike[str], *, what: str = "table") -> pd.DataFrame:
+def read_table(path: str | os.PathLike[str], *, what: str = "table",
+               categorical: tuple[str, ...] = ()) -> pd.DataFrame:
     """Read a parquet, csv or xlsx file into a frame.
 
     ``what`` names the input in messages ("interactions", "movies metadata").
+    Text columns named in ``categorical`` are read from parquet as categoricals
+    (Arrow dictionaries): 30M movie ids are then 30M integer codes and a few
+    thousand strings, not 30M strings.
     """
     p = Path(path)
     if not p.exists():
@@ -56,7 +60,7 @@ def read_table(path: str | os.PathLike[str], *, what: str = "table") -> pd.DataF
         )
     try:
         if ext in (".parquet", ".pq"):
-            return pd.read_parquet(p)
+            return _read_parquet_input(p, categorical)
         if ext == ".csv":
             return pd.read_csv(p)
         check_xlsx_archive(p, what=what)
@@ -66,6 +70,27 @@ def read_table(path: str | os.PathLike[str], *, what: str = "table") -> pd.DataF
     except Exception as exc:  # noqa: BLE001 - every reader failure becomes one clear message
         detail = shorten(str(exc), 500)
         raise InputFileError(f"{p}: cannot read {what} as {ext[1:]}: {type(exc).__name__}: {detail}") from exc
+
+
+def _read_parquet_input(p: Path, categorical: tuple[str, ...]) -> pd.DataFrame:
+    if categorical:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(p)
+        text = [c for c in categorical if c in schema.names and (
+            pa.types.is_string(t := schema.field(c).type) or pa.types.is_large_string(t))]
+        if text:
+            # read and converted one column at a time: the Arrow copy of a 30M-row file is never whole
+            columns = {}
+            for name in schema.names:
+                if name.startswith("__index_level_"):  # a pandas index written into the file: not data
+                    continue
+                table = pq.read_table(p, columns=[name], read_dictionary=[name] if name in text else None)
+                columns[name] = table.to_pandas(self_destruct=True)[name]
+                del table
+            return pd.DataFrame(columns, copy=False)
+    return pd.read_parquet(p)
 
 
 def check_xlsx_archive(
@@ -225,13 +250,50 @@ def write_frame(df: pd.DataFrame, path: str | os.PathLike[str], *, fmt: str,
     For callers that chose the file themselves, e.g. a staged temporary (:class:`StagedFiles`).
     """
     if fmt in (".parquet", ".pq"):
-        df.to_parquet(path, index=False, row_group_size=row_group_size)
+        if row_group_size is None or not any(isinstance(t, pd.CategoricalDtype) for t in df.dtypes):
+            df.to_parquet(path, index=False, row_group_size=row_group_size)
+        else:
+            _write_parquet_compact_dictionaries(df, path, row_group_size)
     elif fmt == ".csv":
         df.to_csv(path, index=False)
     elif fmt == ".xlsx":
         df.to_excel(path, index=False, engine="openpyxl")
     else:
         raise InputFileError(f"{path}: unknown table format '{fmt}'")
+
+
+def _write_parquet_compact_dictionaries(df: pd.DataFrame, path: str | os.PathLike[str], row_group_size: int) -> None:
+    """Parquet in row groups of ``row_group_size`` whose categorical columns hold only their own values.
+
+    Written as is, a categorical column repeats its whole category list as the
+    dictionary of every row group: 7 MB of movie ids times 293 row groups was
+    2.0 of the 2.1 GB of ``interactions_upd`` at 200,000 movies. Here each row
+    group gets a dictionary of just the values it uses; the Arrow schema (a
+    dictionary of strings) is unchanged, so readers still get a categorical.
+    The frame is converted one row group at a time, so no Arrow copy of the
+    whole frame is held beside it.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    def compact(table: pa.Table) -> pa.Table:
+        for i, field in enumerate(table.schema):
+            if not pa.types.is_dictionary(field.type):
+                continue
+            part = table.column(i).combine_chunks()
+            if part.null_count:  # no missing values in rekko's categoricals; keep such a column as it is
+                continue
+            used, local = np.unique(part.indices.to_numpy(zero_copy_only=False), return_inverse=True)
+            table = table.set_column(i, field, pa.DictionaryArray.from_arrays(
+                pa.array(local, type=field.type.index_type), part.dictionary.take(pa.array(used))))
+        return table
+
+    schema = pa.Schema.from_pandas(df, preserve_index=False)
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, max(len(df), 1), row_group_size):
+            part = pa.Table.from_pandas(df.iloc[start:start + row_group_size], schema=schema, preserve_index=False)
+            writer.write_table(compact(part), row_group_size=row_group_size)
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, row_group_size: int | None = None) -> None:

@@ -125,17 +125,29 @@ def _watch_datetime(df: pd.DataFrame, path: str | Path) -> pd.Series:
     """
     has_timestamp = any(c in df.columns for c in _TIMESTAMP_ALIASES)
     if not has_timestamp and all(c in df.columns for c in (C.YEAR, C.MONTH, C.DAY)):
-        parts = {c: numeric_column(df, c, path, allow_missing=True) for c in (C.YEAR, C.MONTH, C.DAY)}
-        dt = pd.to_datetime(
-            pd.DataFrame({"year": parts[C.YEAR], "month": parts[C.MONTH], "day": parts[C.DAY]}),
-            errors="coerce",
-        )
-        bad = dt.isna().to_numpy() & parts[C.YEAR].notna().to_numpy()
-        if bad.any():
+        # a log has few distinct dates: each distinct (year, month, day) is converted and checked once
+        combined = np.zeros(len(df), dtype=np.int64)
+        values = []
+        for c in (C.YEAR, C.MONTH, C.DAY):
+            codes, uniques = pd.factorize(numeric_column(df, c, path, allow_missing=True).to_numpy(),
+                                          use_na_sentinel=False)
+            combined = combined * max(len(uniques), 1) + codes
+            values.append(np.asarray(uniques, dtype=np.float64))
+        codes, keys = pd.factorize(combined)
+        del combined
+        sizes = [len(v) for v in values]
+        small = pd.DataFrame({
+            "year": values[0][keys // (sizes[1] * sizes[2])],
+            "month": values[1][(keys // sizes[2]) % sizes[1]],
+            "day": values[2][keys % sizes[2]],
+        })
+        dates = pd.to_datetime(small, errors="coerce")
+        bad_date = (dates.isna() & small["year"].notna()).to_numpy()
+        if bad_date.any():
             raise DataValidationError("not a valid date", path=str(path), column=f"{C.YEAR}/{C.MONTH}/{C.DAY}",
-                                      example=_example(df, bad))
-        _check_watch_years(dt, df, path, f"{C.YEAR}/{C.MONTH}/{C.DAY}")
-        return dt
+                                      example=_example(df, bad_date[codes]))
+        _check_watch_years(dates, df, path, f"{C.YEAR}/{C.MONTH}/{C.DAY}", codes=codes)
+        return pd.Series(dates.to_numpy(dtype="datetime64[ns]")[codes], index=df.index)
     column = next((c for c in _TIMESTAMP_ALIASES if c in df.columns), None)
     if column is None:
         return pd.Series(pd.NaT, index=df.index, dtype="datetime64[ns]")
@@ -152,7 +164,8 @@ def _watch_datetime(df: pd.DataFrame, path: str | Path) -> pd.Series:
     return dt.astype("datetime64[ns]")
 
 
-def _check_watch_years(dt: pd.Series, df: pd.DataFrame, path: str | Path, column: str) -> None:
+def _check_watch_years(dt: pd.Series, df: pd.DataFrame, path: str | Path, column: str, *,
+                       codes: np.ndarray | None = None) -> None:
     """Refuse watch dates outside :data:`WATCH_YEARS`.
 
     Year 0 or 9999 is a placeholder, and one such date would anchor every
@@ -163,9 +176,12 @@ def _check_watch_years(dt: pd.Series, df: pd.DataFrame, path: str | Path, column
     years = dt.dt.year.to_numpy(dtype="float64", na_value=np.nan)
     outside = (years < first) | (years > last)
     if outside.any():
+        # ``codes``: ``dt`` holds the distinct dates, row i of ``df`` has date ``codes[i]``
+        rows = outside if codes is None else outside[codes]
         raise DataValidationError(
-            f"watch date {dt[outside].iloc[0]} is outside the years {first}..{last}",
-            path=str(path), column=column, example=_example(df, outside))
+            f"watch date {dt[outside].iloc[0] if codes is None else dt.iloc[codes[np.argmax(rows)]]} "
+            f"is outside the years {first}..{last}",
+            path=str(path), column=column, example=_example(df, rows))
 
 
 def _check_minute_sums(raw: pd.DataFrame, user: np.ndarray, movie: pd.Categorical, minutes: np.ndarray,
@@ -302,7 +318,7 @@ def validate_movies(raw: pd.DataFrame, path: str | Path = "movies metadata") -> 
 
 
 def load_interactions(path: str | Path) -> pd.DataFrame:
-    return validate_interactions(read_table(path, what="interactions"), path)
+    return validate_interactions(read_table(path, what="interactions", categorical=(C.MOVIE,)), path)
 
 
 def load_movies(path: str | Path) -> pd.DataFrame:

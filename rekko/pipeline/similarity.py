@@ -122,6 +122,113 @@ def top_k_cosine(x: sp.csr_matrix, k: int, *, n_threads: int | None = None) -> s
     return keep_top_k(top, k, drop_diagonal=True).astype(np.float32)
 
 
+def _spherical_clusters(emb: np.ndarray, n_clusters: int, *, seed: int) -> np.ndarray:
+    """Unit-length centroids of ``n_clusters`` clusters of the unit rows of ``emb`` (k-means on a sample)."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    rng = np.random.default_rng(seed)
+    sample = emb if len(emb) <= 64 * n_clusters else emb[rng.choice(len(emb), 64 * n_clusters, replace=False)]
+    km = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, batch_size=min(len(sample), 8192),
+                         n_init=1, max_iter=50).fit(sample)
+    centroids = km.cluster_centers_.astype(np.float32)
+    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    return centroids / np.where(norms > 0, norms, 1.0)
+
+
+def _top_clusters(emb: np.ndarray, centroids: np.ndarray, n: int, *, block: int = 65_536) -> np.ndarray:
+    """The ``n`` nearest centroids (by cosine) of every row, nearest first."""
+    out = np.empty((len(emb), n), dtype=np.int32)
+    for start in range(0, len(emb), block):
+        sims = emb[start:start + block] @ centroids.T
+        top = np.argpartition(-sims, n - 1, axis=1)[:, :n] if n < sims.shape[1] else np.tile(
+            np.arange(sims.shape[1]), (len(sims), 1))
+        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1, kind="stable")
+        out[start:start + block] = np.take_along_axis(top, order, axis=1)
+    return out
+
+
+def _balanced_centroids(emb: np.ndarray, n_clusters: int, cluster_size: int, *, seed: int,
+                        rounds: int = 3) -> np.ndarray:
+    """Centroids of k-means clusters, a cluster of more than ``2 * cluster_size`` rows split by k-means again.
+
+    A product's cost grows with the square of its cluster: one cluster of
+    40,000 short descriptions cost more than the other 99 together.
+    """
+    centroids = _spherical_clusters(emb, n_clusters, seed=seed)
+    for r in range(rounds):
+        own = _top_clusters(emb, centroids, 1)[:, 0]
+        sizes = np.bincount(own, minlength=len(centroids))
+        big = np.flatnonzero(sizes > 2 * cluster_size)
+        if len(big) == 0:
+            break
+        parts = [centroids[sizes <= 2 * cluster_size]]
+        for c in big:
+            members = emb[own == c]
+            parts.append(_spherical_clusters(members, int(np.ceil(len(members) / cluster_size)), seed=seed + r + 1))
+        centroids = np.unique(np.vstack(parts), axis=0)
+    return centroids
+
+
+def blocked_top_k_cosine(x: sp.csr_matrix, k: int, *, cluster_size: int = 2_000, spill: int = 4,
+                         dims: int = 64, n_threads: int | None = None, seed: int = 0) -> sp.csr_matrix:
+    """Approximate :func:`top_k_cosine` in time linear in the rows at fixed ``k``, ``cluster_size`` and ``spill``.
+
+    Candidate blocking: the rows are embedded by a truncated SVD (``dims``
+    components, unit length) and clustered by k-means into clusters of about
+    ``cluster_size`` rows. Each row is then compared, by the exact sparse
+    top-k product, with the rows that list its cluster among their ``spill``
+    nearest clusters: about ``spill * cluster_size`` candidates instead of all
+    ``N``. A neighbour is found unless its own ``spill`` nearest clusters all
+    miss the row's cluster. Every similarity kept is exact: a neighbour can
+    be missed (recall), never mis-scored.
+    """
+    from sklearn.decomposition import TruncatedSVD
+    from sparse_dot_topn import sp_matmul_topn
+
+    n = x.shape[0]
+    x = x.astype(np.float32).tocsr()
+    nonzero = np.flatnonzero(np.diff(x.indptr) > 0)  # all-zero rows have no neighbours
+    n_clusters = int(max(2, round(len(nonzero) / cluster_size)))
+    if len(nonzero) <= 2 * cluster_size or x.shape[1] < 3:
+        return top_k_cosine(x, k, n_threads=n_threads)
+    sub = x[nonzero]
+    svd = TruncatedSVD(n_components=min(dims, x.shape[1] - 1), algorithm="randomized", n_iter=3, random_state=seed)
+    fit_rows = np.random.default_rng(seed).choice(sub.shape[0], min(sub.shape[0], 50_000), replace=False)
+    svd.fit(sub[np.sort(fit_rows)])
+    emb = np.asarray(sub @ svd.components_.T.astype(np.float32), dtype=np.float32)
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    emb /= np.where(norms > 0, norms, 1.0)
+    centroids = _balanced_centroids(emb, n_clusters, cluster_size, seed=seed)
+    n_clusters = len(centroids)
+    nearest = _top_clusters(emb, centroids, min(spill, n_clusters))
+    del emb
+    own = nearest[:, 0]
+    # candidates of a cluster's rows: every row listing that cluster among its nearest
+    doc_rows = np.repeat(np.arange(sub.shape[0]), nearest.shape[1])
+    doc_clusters = nearest.ravel()
+    order = np.argsort(doc_clusters, kind="stable")
+    doc_bounds = np.searchsorted(doc_clusters[order], np.arange(n_clusters + 1))
+    query_order = np.argsort(own, kind="stable")
+    query_bounds = np.searchsorted(own[query_order], np.arange(n_clusters + 1))
+    threads = n_threads if n_threads is not None else (os.cpu_count() or 1)
+
+    rows, cols, vals = [], [], []
+    for c in range(n_clusters):
+        queries = query_order[query_bounds[c]:query_bounds[c + 1]]
+        if len(queries) == 0:
+            continue
+        docs = doc_rows[order[doc_bounds[c]:doc_bounds[c + 1]]]
+        top = sp_matmul_topn(sub[queries], sub[docs].T.tocsr(), top_n=min(k + 1, len(docs)), threshold=1e-7,
+                             sort=False, n_threads=threads if threads > 1 else None).tocoo()
+        rows.append(nonzero[queries[top.row]])
+        cols.append(nonzero[docs[top.col]])
+        vals.append(top.data.astype(np.float32))
+    top = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n),
+                        dtype=np.float32)
+    np.clip(top.data, 0.0, 1.0, out=top.data)
+    return keep_top_k(top, k, drop_diagonal=True).astype(np.float32)
+
+
 def content_similarities(movies: pd.DataFrame, config: SimilarityConfig = SimilarityConfig()) -> tuple[TopKSimilarity, TopKSimilarity]:
     """Metadata and description top-k cosine similarities, in ``movies`` row order."""
     ids = movies[C.MOVIE].astype(str).to_numpy()
@@ -130,7 +237,14 @@ def content_similarities(movies: pd.DataFrame, config: SimilarityConfig = Simila
         description_text(movies), min_df=config.desc_min_df, max_df=config.desc_max_df,
         max_features=config.max_features,
     )
-    return (
-        TopKSimilarity(ids, top_k_cosine(md, config.k, n_threads=config.n_threads)),
-        TopKSimilarity(ids, top_k_cosine(desc, config.k, n_threads=config.n_threads)),
-    )
+    return TopKSimilarity(ids, neighbours(md, config)), TopKSimilarity(ids, neighbours(desc, config))
+
+
+def neighbours(x: sp.csr_matrix, config: SimilarityConfig = SimilarityConfig()) -> sp.csr_matrix:
+    """Top-k cosine neighbours: exact up to ``config.exact_max_movies`` rows (None: always), candidate blocking above."""
+    if config.exact_max_movies is None or x.shape[0] <= config.exact_max_movies:
+        return top_k_cosine(x, config.k, n_threads=config.n_threads)
+    log.info("%d movies > %d: top-%d neighbours by candidate blocking (clusters of ~%d, spill %d)",
+             x.shape[0], config.exact_max_movies, config.k, config.cluster_size, config.spill)
+    return blocked_top_k_cosine(x, config.k, cluster_size=config.cluster_size, spill=config.spill,
+                                n_threads=config.n_threads)
