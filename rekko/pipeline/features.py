@@ -90,17 +90,23 @@ def aggregate_sessions(interactions: pd.DataFrame, movie_ids: pd.Index) -> pd.Da
     }, copy=False)  # the arrays are new: no second copy of a 30M-row frame
 
 
-def recency_rank(interactions_upd: pd.DataFrame) -> np.ndarray:
-    """Per row: how many of the same user's watches are more recent (0 = the latest).
+def recency_rank(interactions_upd: pd.DataFrame, mode: str = "order") -> np.ndarray:
+    """Per row: the watch's integer recency within its user (0 = the latest), by ``mode``.
 
-    Same answer as :func:`rekko.pipeline.collaborative.recency_rank` (ties in
-    time keep the row order, later rows counting as more recent; a missing
-    date is the oldest), for rows grouped by user as
+    The modes are :func:`rekko.pipeline.collaborative.recency_rank`'s, which
+    computes all but ``order``. For ``order`` (how many of the same user's
+    watches are more recent; ties in time keep the row order; a missing date
+    is the oldest) this is the same answer for rows grouped by user as
     :func:`aggregate_sessions` returns them, in one stable sort of the dates
     and int32 positions instead of a sorted three-column frame.
     """
-    from rekko.pipeline.collaborative import recency_rank as general
+    from rekko.pipeline.collaborative import dates_only, recency_rank as general
 
+    if mode == "auto":
+        has_time = C.DATETIME in interactions_upd
+        mode = "dense" if has_time and dates_only(interactions_upd[C.DATETIME]) else "order"
+    if mode != "order":
+        return general(interactions_upd, mode)
     user = interactions_upd[C.USER].to_numpy()
     n = len(user)
     if n == 0 or n >= 2**31 or C.DATETIME not in interactions_upd or (user[1:] < user[:-1]).any():
