@@ -11,7 +11,7 @@ STAMP := $(VENV)/.rekko-installed
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,serve]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,serve,dask]'
 	@touch $(STAMP)
 
 install: $(STAMP)

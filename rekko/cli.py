@@ -87,8 +87,9 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
     paths = pipeline_paths(args)
     check_outputs(paths)  # before enrichment's network traffic, not only before the write
-    result, manifest = run_with_enrichment(paths, top_k=args.top_k, keep_tuned=not args.default_params,
-                                           lock_timeout=args.lock_timeout)
+    with enrich_cli.sigterm_as_interrupt():  # `docker stop` during enrichment keeps the answers in hand
+        result, manifest = run_with_enrichment(paths, top_k=args.top_k, keep_tuned=not args.default_params,
+                                               lock_timeout=args.lock_timeout)
     counts = result.counts
     print(
         f"pipeline: {counts['movies']} movies, {counts['users']} users, "
@@ -152,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Movie recommendations from watch history, metadata and descriptions.",
     )
     parser.add_argument("--version", action="version", version=f"rekko {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details (INFO) besides the progress lines")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress lines on stderr (warnings and errors still show)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -185,15 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(verbose: bool) -> None:
+def _setup_logging(verbose: bool, quiet: bool = False) -> None:
+    from rekko import progress
+
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="rekko: %(levelname)s: %(message)s")
+    progress.configure(quiet=quiet)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    _setup_logging(args.verbose)
+    _setup_logging(args.verbose, args.quiet)
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

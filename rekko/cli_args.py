@@ -64,3 +64,29 @@ def artifact_paths(args: argparse.Namespace) -> ArtifactPaths:
 
 def pipeline_paths(args: argparse.Namespace) -> PipelinePaths:
     return paths_from_args(args, PipelinePaths)
+
+
+#: The engines ``--engine`` takes: ``local`` (pandas in this process, the default) or ``dask``.
+ENGINES = ("local", "dask")
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """``--engine local|dask`` (default ``$REKKO_ENGINE`` or local) and ``--scheduler ADDRESS``."""
+    import os
+
+    default = os.environ.get("REKKO_ENGINE", "").strip() or "local"
+    parser.add_argument("--engine", choices=ENGINES, default=default,
+                        help="where the work runs: local (this process) or dask (a Dask cluster; "
+                             "default: $REKKO_ENGINE or local)")
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help="a running Dask scheduler (tcp://host:8786) for --engine dask; default "
+                             "$REKKO_DASK_SCHEDULER, else a local cluster sized to this machine")
+
+
+def engine_from_args(args: argparse.Namespace) -> str:
+    """The chosen engine; a bad ``$REKKO_ENGINE`` (argparse does not check defaults) is a ConfigError."""
+    from rekko.exceptions import ConfigError
+
+    if args.engine not in ENGINES:
+        raise ConfigError(f"REKKO_ENGINE must be one of {', '.join(ENGINES)}, got {args.engine!r}")
+    return args.engine

@@ -144,12 +144,10 @@ def run(args: argparse.Namespace) -> int:
         raise MissingColumnsError([C.TITLE], path=str(args.movies), available=movies.columns)
     columns = [c for c in (C.TITLE, C.RELEASE_YEAR) if c in movies.columns]
     from rekko.enrich.cache import default_cache_path
-    from rekko.enrich.runner import enrich_titles, progress_log
+    from rekko.enrich.runner import enrich_titles
 
     cache = args.cache or default_cache_path(args.ratings)
-    if settings.progress in ("auto", "log") and progress_log.level == logging.NOTSET:
-        progress_log.setLevel(logging.INFO)  # without a terminal, these lines are the progress bar
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         summary = enrich_titles(movies[columns], cache, settings, legacy_path=args.ratings, limit=args.limit)
     print(f"enrich: {summary}")
     print(f"cache: {cache}")
@@ -159,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """``docker stop`` sends SIGTERM: treat it like Ctrl-C so the answers in hand are saved."""
 
     def handler(signum: int, frame: object) -> None:

@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 #: Long enough for a normal answer, short enough that ``docker stop`` (10 s) never has to SIGKILL.
 STOP_GRACE_SECONDS = 2.0
 #: Periodic progress lines when there is no terminal for a bar; the CLI shows them by default.
-progress_log = logging.getLogger("rekko.enrich.progress")
+progress_log = logging.getLogger("rekko.progress.enrich")  # shown by the CLI unless -q
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,8 @@ class _Progress:
         self.done = 0
         self.start = self._last = time.monotonic()
         self.bar = None
-        if mode == "bar" or (mode == "auto" and sys.stderr.isatty()):
+        shown = progress_log.isEnabledFor(logging.INFO)
+        if mode == "bar" or (mode == "auto" and shown and sys.stderr.isatty()):
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="title", desc="enrich", dynamic_ncols=True, file=sys.stderr)

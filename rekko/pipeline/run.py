@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rekko import progress
 from rekko.artifacts import Manifest, TopKSimilarity, describe_file, topk_to_bytes, write_manifest
 from rekko.columns import LIST_COLUMNS
 from rekko.columns import Columns as C
@@ -95,50 +96,60 @@ def _compute(held: dict[str, pd.DataFrame], movies_raw: pd.DataFrame, ratings: p
     timer = _Timer()
     counts: dict[str, Any] = {"interaction_rows": len(interactions_raw), "movies": len(movies_raw),
                               "ratings_rows": len(ratings)}
-    movies, join_stats = attach_ratings(movies_raw, ratings)
+    with progress.stage("ratings", of=progress.count(len(ratings), "ratings")) as report:
+        movies, join_stats = attach_ratings(movies_raw, ratings)
+        report.facts.update({"movies with a rating": join_stats["with_rating"],
+                             "with a description": join_stats["with_description"]})
     counts["ratings_join"] = join_stats
     timer.lap("ratings")
 
-    movie_ids = pd.Index(movies[C.MOVIE])
-    known, dropped = attach_movie_index(interactions_raw, movie_ids)
-    if dropped:
-        where = f" ({paths.interactions})" if paths else ""
-        log.warning("dropped %d of %d interactions%s whose movie_id is not in the movies metadata",
-                    dropped, len(interactions_raw), where)
-    if known.empty:
-        from rekko.exceptions import DataValidationError
+    with progress.stage("features", of=progress.count(len(interactions_raw), "interactions")) as report:
+        movie_ids = pd.Index(movies[C.MOVIE])
+        known, dropped = attach_movie_index(interactions_raw, movie_ids)
+        if dropped:
+            where = f" ({paths.interactions})" if paths else ""
+            log.warning("dropped %d of %d interactions%s whose movie_id is not in the movies metadata",
+                        dropped, len(interactions_raw), where)
+        if known.empty:
+            from rekko.exceptions import DataValidationError
 
-        raise DataValidationError(
-            "no interaction refers to a movie in the metadata: check that both files use the same movie_id",
-            path=str(paths.interactions) if paths else "interactions", column=C.MOVIE,
-            example=interactions_raw.iloc[0].to_dict(),
-        )
-    counts["interactions_unknown_movie_dropped"] = dropped
-    del interactions_raw
-    aggregated = aggregate_sessions(known, movie_ids)
-    counts["interactions_sessions_merged"] = len(known) - len(aggregated)
-    del known
-    duration, n_imputed = effective_duration(movies)
-    counts["movies_duration_imputed"] = n_imputed
-    if n_imputed:
-        log.info("%d movies have no duration: using the median length of their entity type", n_imputed)
-    interactions = watch_ratio(aggregated, duration, copy=False)
-    del aggregated
-    interactions["movie_idx"] = interactions["movie_idx"].astype(np.int32)
-    interactions[C.RECENCY_RANK] = recency_rank(interactions, config.collaborative.recency).astype(np.int32)
-    users = user_features(interactions)
-    movies = movie_features(movies, interactions, config.movie_score)
-    counts["users"] = len(users)
-    counts["user_movie_pairs"] = len(interactions)
+            raise DataValidationError(
+                "no interaction refers to a movie in the metadata: check that both files use the same movie_id",
+                path=str(paths.interactions) if paths else "interactions", column=C.MOVIE,
+                example=interactions_raw.iloc[0].to_dict(),
+            )
+        counts["interactions_unknown_movie_dropped"] = dropped
+        del interactions_raw
+        aggregated = aggregate_sessions(known, movie_ids)
+        counts["interactions_sessions_merged"] = len(known) - len(aggregated)
+        del known
+        duration, n_imputed = effective_duration(movies)
+        counts["movies_duration_imputed"] = n_imputed
+        if n_imputed:
+            log.info("%d movies have no duration: using the median length of their entity type", n_imputed)
+        interactions = watch_ratio(aggregated, duration, copy=False)
+        del aggregated
+        interactions["movie_idx"] = interactions["movie_idx"].astype(np.int32)
+        interactions[C.RECENCY_RANK] = recency_rank(interactions, config.collaborative.recency).astype(np.int32)
+        users = user_features(interactions)
+        movies = movie_features(movies, interactions, config.movie_score)
+        counts["users"] = len(users)
+        counts["user_movie_pairs"] = len(interactions)
+        report.rows = len(interactions)
+        report.facts.update({"users": len(users), "dropped (movie not in metadata)": dropped})
     timer.lap("features")
 
-    sim_md, sim_desc = content_similarities(movies, config.similarity)
-    counts["sim_md_nnz"] = int(sim_md.matrix.nnz)
-    counts["sim_desc_nnz"] = int(sim_desc.matrix.nnz)
-    counts["movies_without_description"] = int(movies[C.DESCRIPTION].isna().sum())
+    with progress.stage("content similarity", of=progress.count(len(movies), "movies")) as report:
+        sim_md, sim_desc = content_similarities(movies, config.similarity)
+        counts["sim_md_nnz"] = int(sim_md.matrix.nnz)
+        counts["sim_desc_nnz"] = int(sim_desc.matrix.nnz)
+        counts["movies_without_description"] = int(movies[C.DESCRIPTION].isna().sum())
+        report.facts.update({"metadata pairs": counts["sim_md_nnz"], "description pairs": counts["sim_desc_nnz"]})
     timer.lap("similarity")
-    sim_cf = item_item_similarity(interactions, movies[C.MOVIE].astype(str).to_numpy(), config.collaborative)
-    counts["sim_cf_nnz"] = int(sim_cf.matrix.nnz)
+    with progress.stage("co-watching similarity", of=progress.count(len(interactions), "user-movie pairs")) as report:
+        sim_cf = item_item_similarity(interactions, movies[C.MOVIE].astype(str).to_numpy(), config.collaborative)
+        counts["sim_cf_nnz"] = int(sim_cf.matrix.nnz)
+        report.facts["pairs"] = counts["sim_cf_nnz"]
     timer.lap("collaborative")
     return PipelineResult(ratings, movies, interactions, users, sim_md, sim_desc, sim_cf, counts=counts,
                           timings=timer.timings)
@@ -251,14 +262,17 @@ def run_pipeline(paths: PipelinePaths = PipelinePaths(), config: PipelineConfig 
     """
     check_outputs(paths)
     timer = _Timer()
-    held = {"interactions": ingest.load_interactions(paths.interactions)}  # compute frees it once used
-    movies = ingest.load_movies(paths.movies)
-    ratings = ingest.load_ratings(paths.ratings, extra=ratings_extra)
+    with progress.stage("ingest") as report:
+        held = {"interactions": ingest.load_interactions(paths.interactions)}  # compute frees it once used
+        movies = ingest.load_movies(paths.movies)
+        ratings = ingest.load_ratings(paths.ratings, extra=ratings_extra)
+        report.facts.update(interactions=len(held["interactions"]), movies=len(movies), ratings=len(ratings))
     timer.lap("ingest")
     result = _compute(held, movies, ratings, config, paths=paths)
     result.timings = {**timer.timings, **result.timings}
     t = time.perf_counter()
-    manifest = write_result(result, paths, config, input_fingerprints(paths), lock_timeout=lock_timeout)
+    with progress.stage("write artifacts"):
+        manifest = write_result(result, paths, config, input_fingerprints(paths), lock_timeout=lock_timeout)
     result.timings["write"] = round(time.perf_counter() - t, 3)
     return result, manifest
 

@@ -1,0 +1,8 @@
+"""The Dask engine: the pipeline's long-log stages and batch recommend on a Dask cluster.
+
+``--engine dask`` selects it; ``--scheduler ADDRESS`` (or ``REKKO_DASK_SCHEDULER``)
+connects to a running cluster, and without one a ``LocalCluster`` sized to the
+machine is started (:mod:`rekko.distributed.cluster`). Dask is an optional
+dependency (``pip install 'rekko[dask]'``); nothing here is imported by the
+local engine.
+"""
