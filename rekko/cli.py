@@ -16,11 +16,14 @@ from pathlib import Path
 from rekko import __version__
 from rekko.cli_args import (
     add_artifact_options,
+    add_engine_options,
     add_path_options,
     artifact_paths,
+    engine_from_args,
     pipeline_paths,
 )
 from rekko.columns import Columns as C
+from rekko.distributed import PARTITION_ROWS
 from rekko.enrich import cli as enrich_cli
 from rekko.evaluation import cli as evaluation_cli
 from rekko.exceptions import ConfigError, RekkoError, quote
@@ -106,19 +109,27 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 # -- recommend --------------------------------------------------------------------
 def cmd_recommend(args: argparse.Namespace) -> int:
     from rekko.recommend import Recommender, load_artifacts
-    from rekko.recommend.present import (
-        format_recommendations,
-        write_batch,
-        write_pred_csv,
-    )
+    from rekko.recommend.present import format_recommendations, write_pred_csv
 
+    engine = engine_from_args(args)  # a bad $REKKO_ENGINE is an error even where one user needs no cluster
     if args.all_users:
         if not args.output:
-            raise ConfigError("--all-users needs --output FILE (.parquet or .csv)")
+            raise ConfigError("--all-users needs --output: a file (.parquet or .csv) or a folder (recs/)")
         t0 = time.perf_counter()
-        recommender = Recommender(load_artifacts(artifact_paths(args)))
-        rows, users = write_batch(recommender.iter_recommend_all(args.n), args.output)
-        print(f"wrote {rows} recommendations for {users} users to {args.output} "
+        if engine == "dask":
+            from rekko.distributed.batch import recommend_all
+            from rekko.distributed.cluster import connect
+
+            with connect(args.scheduler) as client:
+                result = recommend_all(client, artifact_paths(args), args.n, args.output,
+                                       partition_rows=args.partition_rows)
+            rows, users, kind = result.rows, result.users, result.kind
+        else:
+            from rekko.recommend.batch import recommend_all_local
+
+            rows, users, kind = recommend_all_local(artifact_paths(args), args.n, args.output)
+        print(f"wrote {rows} recommendations for {users} users to {args.output}"
+              f"{' (a parquet dataset folder)' if kind == 'dataset' else ''} with the {engine} engine "
               f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         return 0
     if args.user_id is None:
@@ -172,7 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--pred-dir", type=Path, default=Path("pred"), help="where pred(<user>).csv goes (default: pred)")
     r.add_argument("--no-pred", action="store_true", help="do not write pred/pred(<user>).csv")
     r.add_argument("--all-users", action="store_true", help="recommend for every user (batch)")
-    r.add_argument("--output", type=Path, help="batch output file (.parquet or .csv)")
+    r.add_argument("--output", metavar="PATH",
+                   help="batch output: a file (.parquet or .csv), or a folder (recs/, or a path without a suffix) "
+                        "for a partitioned parquet dataset published when complete")
+    r.add_argument("--partition-rows", type=positive_int, default=PARTITION_ROWS, metavar="ROWS",
+                   help="--engine dask: interaction rows per partition of users scored by one task "
+                        f"(default: {PARTITION_ROWS:,})")
+    add_engine_options(r)
     add_artifact_options(r)
     r.set_defaults(handler=cmd_recommend)
 
