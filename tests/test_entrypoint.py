@@ -178,7 +178,7 @@ def test_spaces_and_quotes_are_stripped_from_both_ends_only(before: str, path: s
         ({"P1": "42", "P2": "ten"}, "P2 (number of rekkos) must be a positive whole number, got 'ten'"),
         ({"P1": "42", "P2": "0"}, "P2 (number of rekkos) must be a positive whole number, got '0'"),
         ({"REKKO_MODE": "recommend", "P1": "data/x.parquet"}, "P1 must be a user id"),
-        ({"REKKO_MODE": "train"}, "REKKO_MODE must be pipeline, recommend, demo or serve, got 'train'"),
+        ({"REKKO_MODE": "train"}, "REKKO_MODE must be pipeline, recommend, demo, serve, scheduler or worker, got 'train'"),
     ],
 )
 def test_bad_variables_exit_2_with_a_clear_message(tmp_path: Path, variables: dict[str, str], message: str) -> None:
