@@ -378,7 +378,8 @@ else
   if expect_ok "compose up (scheduler, worker-1, worker-2)"; then
     crun run --rm -T pipeline
     expect_ok "compose run pipeline" && say "ok: pipeline job: $(grep -m1 '^pipeline:' <<<"$OUT")"
-    crun run --rm -T batch
+    # the compose file's batch command, with partitions small enough that both workers get some
+    crun run --rm -T batch recommend --all-users -n 10 --partition-rows 3000 --output data/recs/
     if expect_ok "compose run batch"; then
       grep -q "batch recommend (dask) done" <<<"$ERR" || { fail "batch: no 'batch recommend (dask) done' line"; show; }
       say "ok: batch job: $(grep -m1 '^wrote' <<<"$ERR")"
@@ -425,6 +426,7 @@ for name in ("cos_sim_md", "cos_sim_desc", "cos_sim_cf"):
     assert a.matrix.shape == b.matrix.shape and abs(a.matrix - b.matrix).max() <= 1e-6, name
 recs, local = frame(cluster / "data/recs"), frame(reference / "data/local.parquet")
 pd.testing.assert_frame_equal(recs, local)
+assert len(list((cluster / "data/recs").glob("part-*.parquet"))) > 1, "expected several partitions"
 manifest = json.loads((cluster / "matrix/manifest.json").read_text())
 engine = manifest.get("engine") or manifest.get("parameters", {}).get("engine") or "not recorded"
 parts = json.loads((cluster / "data/recs/_manifest.json").read_text())
