@@ -332,7 +332,7 @@ class ParquetStreamWriter:
 
     def _flush(self) -> None:
         if self._pending:
-            part = self._pending[0] if len(self._pending) == 1 else pd.concat(self._pending, copy=False)
+            part = self._pending[0] if len(self._pending) == 1 else pd.concat(self._pending)
             self._write_group(part)
         self._pending, self._pending_rows = [], 0
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 import logging
 import operator
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -285,7 +286,8 @@ def run_dask_pipeline(paths: PipelinePaths, config: PipelineConfig = PipelineCon
     check_outputs(paths)
     timer = _Timer()
     with progress.stage("ingest") as report:
-        parts = resolve_parts(paths.interactions)
+        # workers run in other folders (or on other machines sharing the mount): local parts go by absolute path
+        parts = [p if p.remote else Part(str(Path(p.location).absolute())) for p in resolve_parts(paths.interactions)]
         movies = ingest.load_movies(paths.movies)
         ratings = ingest.load_ratings(paths.ratings, extra=ratings_extra)
         report.facts.update({"interaction parts": len(parts), "movies": len(movies), "ratings": len(ratings)})

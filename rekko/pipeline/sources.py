@@ -246,6 +246,6 @@ def concat_validated(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if len(frames) == 1:
         return frames[0]
     movies = pd.api.types.union_categoricals([f[C.MOVIE].array for f in frames], ignore_order=True)
-    out = pd.concat([f.drop(columns=[C.MOVIE]) for f in frames], ignore_index=True, copy=False)
+    out = pd.concat([f.drop(columns=[C.MOVIE]) for f in frames], ignore_index=True)
     out.insert(1, C.MOVIE, movies)
     return out
