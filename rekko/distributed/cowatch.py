@@ -29,8 +29,8 @@ reaches the client is the top-k rows (``M x k``) and the movies-sized
 statistics: the same O(M k) as the artifact itself.
 
 The arithmetic is :mod:`rekko.pipeline.collaborative`'s (its ``bm25_weight``
-and ``_row_normalised`` formulas, :func:`rekko.pipeline.similarity.keep_top_k`
-for the selection); values are rounded to float32 before the top-k is chosen,
+and ``_row_normalised`` formulas, :func:`rekko.pipeline.similarity.keep_top_k`'s
+selection rule: largest first, ties to the lower column); values are rounded to float32 before the top-k is chosen,
 as the local engine's float32 product does, so ties break the same way (by
 column).
 """
@@ -45,7 +45,6 @@ import scipy.sparse as sp
 
 from rekko.columns import Columns as C
 from rekko.config import CollaborativeConfig
-from rekko.pipeline.similarity import keep_top_k
 
 MOVIE_IDX = "movie_idx"
 #: Largest ``b x M`` of a movie block (entries of one partial product): about 200 MB as a dense-worst sparse block.
@@ -136,20 +135,45 @@ def add_blocks(a: sp.csr_matrix, b: sp.csr_matrix) -> sp.csr_matrix:
     return (a + b).tocsr()
 
 
+def top_k_rows(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int], k: int
+               ) -> sp.csr_matrix:
+    """The ``k`` largest positive float32 ``values`` of each row, ties to the lower column: :func:`keep_top_k`'s rule.
+
+    Entries must come in row, then column order. One stable sort of a 64-bit
+    key (row, then the value's bits, which order positive float32s as their
+    values) instead of ``keep_top_k``'s three-key lexsort: a block's
+    selection was most of the co-watching stage's time.
+    """
+    n = shape[0]
+    bits = values.astype(np.float32).view(np.uint32).astype(np.int64)
+    key = (rows.astype(np.int64) << 32) | (np.int64(0xFFFFFFFF) - bits)  # value descending within a row
+    order = np.argsort(key, kind="stable")  # stable: equal values keep the column order
+    counts = np.bincount(rows, minlength=n)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rank = np.arange(len(order)) - np.repeat(starts, counts)
+    keep = np.sort(order[rank < k])
+    kept_rows = rows[keep]
+    indptr = np.concatenate(([0], np.cumsum(np.bincount(kept_rows, minlength=n))))
+    out = sp.csr_matrix((values[keep].astype(np.float32), cols[keep].astype(np.int32), indptr), shape=shape)
+    out.sort_indices()
+    return out
+
+
 def block_top_k(total: sp.csr_matrix, lo: int, config: CollaborativeConfig) -> sp.csr_matrix:
     """The kept neighbours of rows ``lo..lo+b`` from their summed products (float32, like the local engine)."""
-    m = total.tocoo()
-    keep = m.col != m.row + lo  # a movie is never its own neighbour
-    values = m.data[keep].astype(np.float32)
+    m = total.tocsr()
+    m.sum_duplicates()  # canonical: columns ascending within each row
+    rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
+    values = m.data.astype(np.float32)
+    keep = m.indices != rows + lo  # a movie is never its own neighbour
     if config.weighting == "rp3beta":
-        keep_values = values > 0
+        keep &= values > 0
     else:
-        keep_values = values > _COSINE_THRESHOLD
+        keep &= values > _COSINE_THRESHOLD
         np.clip(values, 0.0, 1.0, out=values)
-    m = sp.csr_matrix((values[keep_values].astype(np.float64),
-                       (m.row[keep][keep_values], m.col[keep][keep_values])), shape=total.shape)
-    top = keep_top_k(m, config.k, drop_diagonal=False)
+    top = top_k_rows(rows[keep], m.indices[keep], values[keep], m.shape, config.k)
     if config.weighting == "rp3beta":
+        top = top.astype(np.float64)
         n = top.shape[0]
         row_max = np.zeros(n)
         nonempty = np.diff(top.indptr) > 0
@@ -173,8 +197,15 @@ def cowatch_similarity(client: Any, parts: list[Any], n_movies: int, config: Col
     frames (``user_id``, ``movie_idx``, ``watch_ratio``). See the module doc
     for the plan and why its memory is bounded.
     """
-    from distributed import wait
+    import logging
+    import time
 
+    import itertools
+
+    from distributed import as_completed, wait
+
+    log = logging.getLogger(__name__)
+    t0 = time.perf_counter()
     if n_movies == 0:
         return sp.csr_matrix((0, 0), dtype=np.float32)
     stats = _reduce_stats(client, parts, n_movies, config, None)
@@ -185,29 +216,44 @@ def cowatch_similarity(client: Any, parts: list[Any], n_movies: int, config: Col
     stats_future = client.scatter(stats, broadcast=True)
     matrices = [client.submit(partition_matrices, p, n_movies, config, stats_future) for p in parts]
     wait(matrices)
+    log.info("co-watching: statistics and %d partition matrices in %.1f s", len(matrices), time.perf_counter() - t0)
     b = block_size(n_movies, block_entries)
     starts = list(range(0, n_movies, b))
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
-    wave = wave or 2 * n_workers
-    rows: list[sp.csr_matrix] = []
-    for w in range(0, len(starts), wave):
-        tops = []
-        for lo in starts[w:w + wave]:
-            hi = min(lo + b, n_movies)
-            level = [client.submit(block_partial, m, lo, hi, priority=0) for m in matrices]
-            while len(level) > 1:  # fan-in 2: a reduce holds two partials and their sum
-                nxt = [client.submit(add_blocks, level[i], level[i + 1], priority=1)
-                       for i in range(0, len(level) - 1, 2)]
-                if len(level) % 2:
-                    nxt.append(level[-1])
-                level = nxt
-            tops.append(client.submit(block_top_k, level[0], lo, config, priority=2))
-        rows.extend(client.gather(tops))
-        del tops, level
+    window = wave or 2 * n_workers
+    done: dict[int, sp.csr_matrix] = {}
+    pending = as_completed()
+    queue = iter(starts)
+    for lo in itertools.islice(queue, window):  # a sliding window of blocks in flight: memory bounded by it
+        pending.add(_submit_block(client, matrices, lo, min(lo + b, n_movies), config))
+    for future in pending:
+        lo, top = future.result()
+        done[lo] = top
+        future.release()
+        nxt = next(queue, None)
+        if nxt is not None:
+            pending.add(_submit_block(client, matrices, nxt, min(nxt + b, n_movies), config))
     del matrices
+    rows = [done[lo] for lo in starts]
+    log.info("co-watching: %d blocks of %d movies in %.1f s", len(starts), b, time.perf_counter() - t0)
     out = sp.vstack(rows, format="csr").astype(np.float32)
     out.sort_indices()
     return out
+
+
+def _block_result(total: sp.csr_matrix, lo: int, config: CollaborativeConfig) -> tuple[int, sp.csr_matrix]:
+    return lo, block_top_k(total, lo, config)
+
+
+def _submit_block(client: Any, matrices: list[Any], lo: int, hi: int, config: CollaborativeConfig) -> Any:
+    """Futures of one block: a partial per partition, a fan-in-2 tree of sums, the top-k; returns the last."""
+    level = [client.submit(block_partial, m, lo, hi, priority=0) for m in matrices]
+    while len(level) > 1:  # fan-in 2: a reduce holds two partials and their sum
+        nxt = [client.submit(add_blocks, level[i], level[i + 1], priority=1) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return client.submit(_block_result, level[0], lo, config, priority=2)
 
 
 def _reduce_stats(client: Any, parts: list[Any], n_movies: int, config: CollaborativeConfig,
