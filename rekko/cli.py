@@ -89,10 +89,16 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from rekko.pipeline.outputs import check_outputs
 
     paths = pipeline_paths(args)
+    engine = engine_from_args(args) if hasattr(args, "engine") else "local"
     check_outputs(paths)  # before enrichment's network traffic, not only before the write
+    if engine == "dask":
+        from rekko.distributed.cluster import require_dask
+
+        require_dask()  # a missing extra is exit 2 before any work
     with enrich_cli.sigterm_as_interrupt():  # `docker stop` during enrichment keeps the answers in hand
         result, manifest = run_with_enrichment(paths, top_k=args.top_k, keep_tuned=not args.default_params,
-                                               lock_timeout=args.lock_timeout)
+                                               lock_timeout=args.lock_timeout, engine=engine,
+                                               scheduler=getattr(args, "scheduler", None))
     counts = result.counts
     print(
         f"pipeline: {counts['movies']} movies, {counts['users']} users, "
@@ -173,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pipeline", help="ingest, enrich, compute features and similarity artifacts",
                        description="Build every artifact recommend needs. Paths default to the seed layout.")
     add_pipeline_options(p)
+    add_engine_options(p)
     p.set_defaults(handler=cmd_pipeline)
 
     r = sub.add_parser("recommend", help="print scored movies for a user",
