@@ -33,7 +33,7 @@ PARTITION_ROWS = "2500"
 def cluster() -> Iterator[str]:
     """A LocalCluster of two single-threaded worker processes on 127.0.0.1; yields the scheduler address."""
     local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                     dashboard_address=None, memory_limit="1GB")
+                                     dashboard_address="127.0.0.1:0", memory_limit="1GB")
     try:
         yield local.scheduler_address
     finally:
@@ -171,14 +171,18 @@ def test_artifacts_workers_cannot_read_exit_2_naming_worker_and_file(work: Path,
     assert sorted(p.name for p in copy.iterdir()) == ["data", "matrix"]  # no output, no staging folder
 
 
-def test_a_tampered_similarity_file_stops_the_workers_with_exit_2(work: Path, cluster: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("output", ["out.csv", "recs/"])
+def test_a_tampered_similarity_file_stops_the_workers_with_exit_2_and_writes_nothing(
+    work: Path, cluster: str, tmp_path: Path, output: str
+) -> None:
+    """Caught on the workers, in the tasks (the file is readable, its bytes are not the manifest's)."""
     copy = copy_artifacts(work, tmp_path / "tampered")
     sim = copy / "matrix" / "cos_sim_desc.pkl"
     data = bytearray(sim.read_bytes())
     data[-20] ^= 0xFF
     sim.write_bytes(bytes(data))
     proc = run_cli(["recommend", "--all-users", "--engine", "dask", "--scheduler", cluster,
-                    "--output", "out.csv"], copy)
+                    "--partition-rows", PARTITION_ROWS, "--output", output], copy)
     assert proc.returncode == 2, proc.stderr
     assert "Dask worker tcp://127.0.0.1:" in proc.stderr and "does not match the manifest" in proc.stderr
-    assert not (copy / "out.csv").exists()
+    assert sorted(p.name for p in copy.iterdir()) == ["data", "matrix"]  # no output, no staging folder
