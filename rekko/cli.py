@@ -193,9 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output", metavar="PATH",
                    help="batch output: a file (.parquet or .csv), or a folder (recs/, or a path without a suffix) "
                         "for a partitioned parquet dataset published when complete")
-    r.add_argument("--partition-rows", type=positive_int, default=PARTITION_ROWS, metavar="ROWS",
-                   help="--engine dask: interaction rows per partition of users scored by one task "
-                        f"(default: {PARTITION_ROWS:,})")
+    r.add_argument("--partition-rows", type=positive_int, default=None, metavar="ROWS",
+                   help="--engine dask: interaction rows per partition of users scored by one task (default: "
+                        f"about four partitions per worker thread, at most {PARTITION_ROWS:,} rows each)")
     add_engine_options(r)
     add_artifact_options(r)
     r.set_defaults(handler=cmd_recommend)

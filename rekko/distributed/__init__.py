@@ -7,7 +7,9 @@ dependency (``pip install 'rekko[dask]'``); nothing here is imported by the
 local engine.
 """
 
-#: Interaction rows per partition of users in distributed batch recommend (``--partition-rows``): a
-#: worker holds about 30 bytes per row of history plus one ranking block while it scores one.
-#: Here, not in :mod:`rekko.distributed.batch`, so the CLI's parser reads it without importing pandas.
+#: At most this many interaction rows per partition of users in distributed batch recommend, by default
+#: (``--partition-rows``); fewer so that every worker thread gets about four partitions, but not under
+#: MIN_PARTITION_ROWS. Here, not in :mod:`rekko.distributed.batch`, so the CLI's parser reads them
+#: without importing pandas.
 PARTITION_ROWS = 1_000_000
+MIN_PARTITION_ROWS = 50_000

@@ -60,7 +60,7 @@ import pyarrow.parquet as pq
 from rekko import progress
 from rekko.artifacts import ChunkTable, Manifest, read_manifest
 from rekko.columns import Columns as C
-from rekko.distributed import PARTITION_ROWS
+from rekko.distributed import MIN_PARTITION_ROWS, PARTITION_ROWS
 from rekko.exceptions import ArtifactError, ConfigError, RekkoError
 from rekko.paths import ArtifactPaths
 from rekko.recommend.batch_output import (
@@ -204,14 +204,26 @@ def _row_group_users(table: ChunkTable, path: Path) -> Iterator[tuple[int, np.nd
             yield rg, pf.read_row_group(rg, columns=[C.USER]).column(0).to_numpy()
 
 
-def plan(paths: ArtifactPaths, partition_rows: int = PARTITION_ROWS) -> tuple[Manifest, str, list[UserPartition]]:
-    """The manifest, its sha256 and the partitions of users, read on the client (no similarity matrix)."""
+def auto_partition_rows(rows: int, threads: int) -> int:
+    """About four partitions per worker thread (so the threads share the work evenly), within [MIN_PARTITION_ROWS, PARTITION_ROWS]."""
+    return int(min(PARTITION_ROWS, max(MIN_PARTITION_ROWS, -(-rows // (4 * max(1, threads))))))
+
+
+def plan(paths: ArtifactPaths, partition_rows: int | None = None,
+         threads: int = 1) -> tuple[Manifest, str, list[UserPartition], int]:
+    """The manifest, its sha256, the partitions of users and the rows per partition, read on the client.
+
+    Reads the manifest and ``interactions_upd``'s user ids only: no similarity matrix.
+    """
     manifest_path = paths.manifest
     manifest = read_manifest(manifest_path)
     digest = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
     table = ChunkTable(manifest, manifest_path)
+    if partition_rows is None:
+        partition_rows = auto_partition_rows(int(manifest.artifacts.get("interactions_upd", {}).get("rows") or 0),
+                                             threads)
     parts = plan_partitions(_row_group_users(table, paths.interactions_upd), partition_rows)
-    return manifest, digest, parts
+    return manifest, digest, parts, partition_rows
 
 
 # ----------------------------------------------------------------------------- on the workers
@@ -356,7 +368,7 @@ def _preflight(client: Any, job: BatchJob, staging: str | None) -> None:
 
 
 def recommend_all(client: Any, paths: ArtifactPaths, n: int, output: str | os.PathLike[str], *,
-                  partition_rows: int = PARTITION_ROWS) -> BatchResult:
+                  partition_rows: int | None = None) -> BatchResult:
     """Top-``n`` for every user of the artifacts, scored on ``client``'s cluster, written to ``output``."""
     from rekko.recommend import validate_n
     from rekko.recommend.present import write_batch
@@ -366,11 +378,13 @@ def recommend_all(client: Any, paths: ArtifactPaths, n: int, output: str | os.Pa
     paths = absolute_paths(paths)
     target = Path(os.path.abspath(output))
     address = str(getattr(client, "scheduler", None) and client.scheduler.address)
-    with progress.stage("batch recommend: planning partitions", of=str(paths.interactions_upd)) as report:
-        manifest, digest, parts = plan(paths, partition_rows)
-        report.facts = {"users": sum(p.users for p in parts), "partitions": len(parts)}
-    job = BatchJob(paths, paths.manifest, digest, n, has_cf="sim_cf" in manifest.artifacts)
     workers = _wait_for_workers(client, address)
+    threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
+    with progress.stage("batch recommend: planning partitions", of=str(paths.interactions_upd)) as report:
+        manifest, digest, parts, partition_rows = plan(paths, partition_rows, threads)
+        report.facts = {"users": sum(p.users for p in parts), "partitions": len(parts),
+                        "rows per partition": f"~{partition_rows:,}"}
+    job = BatchJob(paths, paths.manifest, digest, n, has_cf="sim_cf" in manifest.artifacts)
     users = sum(p.users for p in parts)
     token = uuid.uuid4().hex[:8]
 
@@ -392,7 +406,7 @@ def recommend_all(client: Any, paths: ArtifactPaths, n: int, output: str | os.Pa
     else:
         _preflight(client, job, None)
         with progress.stage("batch recommend (dask)", of=of) as report:
-            window = max(2, 2 * sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
+            window = max(2, 2 * threads)
             frames = _run_ordered(client, parts, lambda p: submit(p, None), window)
             rows, got_users = write_batch(progress.track(frames, total=len(parts), desc="batch recommend",
                                                          unit="partition"), target)
