@@ -36,14 +36,26 @@ def s3_server() -> Iterator[dict[str, str]]:
         server.stop()
 
 
+def _forget_s3_filesystems() -> None:
+    """Drop fsspec's cached S3 filesystems: each read the endpoint from the environment when it was made,
+    so one made for an earlier test's moto server would keep calling that (stopped) server."""
+    try:
+        import s3fs
+    except ImportError:
+        return
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
 @contextmanager
 def environ(values: dict[str, str]) -> Iterator[None]:
     """``os.environ`` with ``values`` set, restored afterwards."""
     old = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
+    _forget_s3_filesystems()
     try:
         yield
     finally:
+        _forget_s3_filesystems()
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
