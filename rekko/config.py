@@ -230,6 +230,9 @@ class BlendWeights(ConfigBase):
     cf: float = 0.56
     movie: float = 0.06
     recency_half_life: float | None = 3.0
+    #: the history's watch ratios enter the kernel as ``ratio ** ratio_power``: above 1 the movies a user
+    #: watched through (liked) lead the history, 0 weighs every watch alike. See RATIO_POWER_DEFAULT.
+    ratio_power: float = 1.0
 
     WEIGHT_FIELDS: ClassVar[tuple[str, ...]] = ("md", "desc", "cf", "movie")
 
@@ -238,6 +241,7 @@ class BlendWeights(ConfigBase):
             self._set(name, _check_number("blend", name, getattr(self, name)))
         if sum(getattr(self, name) for name in self.WEIGHT_FIELDS) <= 0:
             raise ConfigError(f"blend weights must not all be zero, got {self.to_dict()}")
+        self._set("ratio_power", _check_number("blend", "ratio_power", self.ratio_power, maximum=10.0))
         if self.recency_half_life is not None:
             self._set("recency_half_life",
                       _check_number("blend", "recency_half_life", self.recency_half_life, strict=True))
