@@ -12,7 +12,9 @@ What is tuned, in this order (each step keeps the best of the previous ones):
    collaborative weight, by coordinate ascent over a log-spaced grid (scores
    are linear in the weights and a ranking is scale-free, so fixing
    ``cf = 1`` only rules out blends without it, which the start covers);
-3. the half-life once more with the tuned weights.
+3. the half-life once more with the tuned weights;
+4. the history's ratio power (``blend.ratio_power``: watch ratios enter as
+   ``ratio ** power``) with everything else tuned.
 
 The result is normalised to sum to 1 and is never worse than the start on the
 validation split (the start is returned if nothing beats it).
@@ -56,6 +58,8 @@ CF_K_GRID = (50, 100, 200)
 CF_WEIGHTING_GRID = ("bm25", "cosine", "rp3beta")
 #: (alpha, beta) pairs tried for RP3beta
 RP3_GRID: tuple[tuple[float, float], ...] = ((1.0, 0.5), (0.8, 0.3), (0.6, 0.4))
+#: ``blend.ratio_power`` values tried last (docs/quality.md: 3 helps on MovieLens with dates only, hurts with exact times)
+RATIO_POWER_GRID: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,7 @@ def tune(
     recency_grid: Sequence[str] = RECENCY_GRID,
     days_half_life_grid: Sequence[float | None] = DAYS_HALF_LIFE_GRID,
     rp3_grid: Sequence[tuple[float, float]] = RP3_GRID,
+    ratio_power_grid: Sequence[float] = RATIO_POWER_GRID,
     fitted: Fitted | None = None,
 ) -> TuneResult:
     """Tune on ``split(train)``: fit on its train part, score NDCG@k on its test part (the validation)."""
@@ -179,6 +184,9 @@ def tune(
     # 3. half-life again with the tuned weights
     for half_life in half_lives(best.collaborative.recency):
         consider(best.with_half_life(half_life))
+    # 4. the history's ratio power with the tuned rest
+    for power in ratio_power_grid:
+        consider(replace(best, blend=replace(best.blend, ratio_power=float(power))))
 
     if start_value >= best_value:  # never hand back something worse than the start on validation
         best, best_value = start, start_value
