@@ -58,6 +58,7 @@ def test_tune_searches_on_a_validation_split_of_train_only(data) -> None:
     )
     # the history's ratio power is searched last: a candidate with ratio ** 3 was scored
     assert any(t["blend"]["ratio_power"] == 3.0 for t in result.trace)
+    assert any(t["collaborative"]["weighting"] == "ease" for t in result.trace)  # EASE was a candidate
     # the validation split is carved from the train part: 16 users lose one more watch each
     assert result.validation_stats["train_rows"] == len(outer.train) - 16
     assert result.validation_stats["test_users"] == 16

@@ -7,7 +7,8 @@ What is tuned, in this order (each step keeps the best of the previous ones):
    for the first two, days for ``days``), with the starting similarity and
    blend (given a co-watching weight equal to the rest if it had none); then
    the co-watching similarity (``k`` neighbours; BM25, cosine, or RP3beta
-   with a few ``alpha``/``beta`` pairs) with that recency;
+   with a few ``alpha``/``beta`` pairs) with that recency; then EASE
+   (``weighting = "ease"``, one dense solve per ``lambda``) at the best ``k``;
 2. the blend weights of metadata, description and movie score relative to the
    collaborative weight, by coordinate ascent over a log-spaced grid (scores
    are linear in the weights and a ranking is scale-free, so fixing
@@ -60,6 +61,8 @@ CF_WEIGHTING_GRID = ("bm25", "cosine", "rp3beta")
 RP3_GRID: tuple[tuple[float, float], ...] = ((1.0, 0.5), (0.8, 0.3), (0.6, 0.4))
 #: ``blend.ratio_power`` values tried last (docs/quality.md: 3 helps on MovieLens with dates only, hurts with exact times)
 RATIO_POWER_GRID: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)
+#: EASE's lambda values tried (each a dense solve over up to ``collaborative.ease_max_movies`` movies; () skips EASE)
+EASE_GRID: tuple[float, ...] = (200.0,)
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ def tune(
     days_half_life_grid: Sequence[float | None] = DAYS_HALF_LIFE_GRID,
     rp3_grid: Sequence[tuple[float, float]] = RP3_GRID,
     ratio_power_grid: Sequence[float] = RATIO_POWER_GRID,
+    ease_grid: Sequence[float] = EASE_GRID,
     fitted: Fitted | None = None,
 ) -> TuneResult:
     """Tune on ``split(train)``: fit on its train part, score NDCG@k on its test part (the validation)."""
@@ -173,6 +177,8 @@ def tune(
                 extra = {} if alpha is None else {"rp3_alpha": float(alpha), "rp3_beta": float(beta)}
                 cf = replace(best.collaborative, k=int(k_cf), weighting=weighting, **extra)
                 consider(replace(best, collaborative=cf))
+    for lam in ease_grid:
+        consider(replace(best, collaborative=replace(best.collaborative, weighting="ease", ease_lambda=float(lam))))
     # 2. blend weights relative to cf = 1, coordinate ascent
     for _ in range(config.rounds):
         before = best_value
