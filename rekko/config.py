@@ -192,7 +192,7 @@ class CollaborativeConfig(ConfigBase):
     bm25_b: float = 0.75
     rp3_alpha: float = 1.0
     rp3_beta: float = 0.5
-    ease_lambda: float = 200.0
+    ease_lambda: float = 500.0  # chosen among 50, 200, 500 on the validation splits (docs/quality.md)
     ease_max_movies: int = 5_000
     recency: str = "auto"
     n_threads: int | None = None  # None: all cores

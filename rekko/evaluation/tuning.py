@@ -62,7 +62,7 @@ RP3_GRID: tuple[tuple[float, float], ...] = ((1.0, 0.5), (0.8, 0.3), (0.6, 0.4))
 #: ``blend.ratio_power`` values tried last (docs/quality.md: 3 helps on MovieLens with dates only, hurts with exact times)
 RATIO_POWER_GRID: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)
 #: EASE's lambda values tried (each a dense solve over up to ``collaborative.ease_max_movies`` movies; () skips EASE)
-EASE_GRID: tuple[float, ...] = (200.0,)
+EASE_GRID: tuple[float, ...] = (500.0,)
 
 
 @dataclass(frozen=True)
