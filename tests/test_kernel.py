@@ -108,10 +108,11 @@ def monkeypatch_threads(monkeypatch):
     monkeypatch.setenv("REKKO_THREADS", "2")  # the parallel driver runs even on a one-core CI machine
 
 
-def test_rows_of_one_user_rank_exactly_as_the_full_matrix():
+@pytest.mark.parametrize("ratio_power", [1.0, 3.0])
+def test_rows_of_one_user_rank_exactly_as_the_full_matrix(ratio_power):
     """The one-user path combines only the watched rows: the same rows of C, so the same answer."""
     sims, movie_score, history = tied_problem(3, 50, 8, 0.2)
-    blend = BlendWeights(md=0.5, desc=0.25, cf=1.0, movie=0.25, recency_half_life=3.0)
+    blend = BlendWeights(md=0.5, desc=0.25, cf=1.0, movie=0.25, recency_half_life=3.0, ratio_power=ratio_power)
     full = rank(combine(sims, movie_score, blend), history, np.arange(8), 12)
     for user in range(8):
         one = history.take(np.array([user]))
