@@ -145,7 +145,7 @@ class MovieScoreConfig(ConfigBase):
             raise ConfigError(f"movie score weights must have a positive sum, got {self.to_dict()}")
 
 
-WEIGHTINGS = ("bm25", "cosine", "rp3beta")
+WEIGHTINGS = ("bm25", "cosine", "rp3beta", "ease")
 RECENCY_MODES = ("auto", "order", "dense", "days")
 
 
@@ -159,7 +159,13 @@ class CollaborativeConfig(ConfigBase):
     each step's probabilities raised to ``rp3_alpha``, divided by the target's
     popularity to the power ``rp3_beta``). Every method keeps the top ``k``
     neighbours of each movie, so the artifact, the kernel and serving are the
-    same whichever is chosen.
+    same whichever is chosen. ``ease`` (Steck 2019) solves a dense ridge
+    regression of every movie on the others (an inverse of the movies x
+    movies co-watching matrix plus ``ease_lambda``), keeps the positive
+    weights, the top ``k`` per movie, rows scaled to a maximum of 1. The dense
+    solve is limited to the ``ease_max_movies`` most-watched movies (its memory
+    grows with the square, its time with the cube: ~30 s for 4,900 movies on
+    this project's 2-core machine while busy); the others get no co-watching row.
 
     ``recency`` decides the integer recency of each watch, which the kernel
     decays by ``0.5 ** (recency / half_life)``
@@ -186,6 +192,8 @@ class CollaborativeConfig(ConfigBase):
     bm25_b: float = 0.75
     rp3_alpha: float = 1.0
     rp3_beta: float = 0.5
+    ease_lambda: float = 500.0  # chosen among 50, 200, 500 on the validation splits (docs/quality.md)
+    ease_max_movies: int = 5_000
     recency: str = "auto"
     n_threads: int | None = None  # None: all cores
 
@@ -202,6 +210,8 @@ class CollaborativeConfig(ConfigBase):
         self._set("bm25_b", _check_number(o, "bm25_b", self.bm25_b, maximum=1.0))
         self._set("rp3_alpha", _check_number(o, "rp3_alpha", self.rp3_alpha, strict=True, maximum=10.0))
         self._set("rp3_beta", _check_number(o, "rp3_beta", self.rp3_beta, maximum=10.0))
+        self._set("ease_lambda", _check_number(o, "ease_lambda", self.ease_lambda, strict=True))
+        self._set("ease_max_movies", _check_int(o, "ease_max_movies", self.ease_max_movies))
         if self.n_threads is not None:
             self._set("n_threads", _check_int(o, "n_threads", self.n_threads))
 
@@ -230,6 +240,9 @@ class BlendWeights(ConfigBase):
     cf: float = 0.56
     movie: float = 0.06
     recency_half_life: float | None = 3.0
+    #: the history's watch ratios enter the kernel as ``ratio ** ratio_power``: above 1 the movies a user
+    #: watched through (liked) lead the history, 0 weighs every watch alike. See RATIO_POWER_DEFAULT.
+    ratio_power: float = 1.0
 
     WEIGHT_FIELDS: ClassVar[tuple[str, ...]] = ("md", "desc", "cf", "movie")
 
@@ -238,6 +251,7 @@ class BlendWeights(ConfigBase):
             self._set(name, _check_number("blend", name, getattr(self, name)))
         if sum(getattr(self, name) for name in self.WEIGHT_FIELDS) <= 0:
             raise ConfigError(f"blend weights must not all be zero, got {self.to_dict()}")
+        self._set("ratio_power", _check_number("blend", "ratio_power", self.ratio_power, maximum=10.0))
         if self.recency_half_life is not None:
             self._set("recency_half_life",
                       _check_number("blend", "recency_half_life", self.recency_half_life, strict=True))

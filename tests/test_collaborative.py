@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from rekko.pipeline.collaborative import (
     CollaborativeConfig,
     bm25_weight,
+    ease_weights,
     history_weights,
     item_item_similarity,
     recency_rank,
@@ -76,7 +77,9 @@ def test_no_interactions_gives_an_empty_matrix() -> None:
 
 
 @pytest.mark.parametrize("kwargs", [{"k": 0}, {"k": 2.5}, {"weighting": "jaccard"}, {"bm25_k1": 0}, {"bm25_b": 1.5},
-                                    {"rp3_alpha": 0}, {"rp3_beta": -0.1}, {"rp3_beta": float("nan")}])
+                                    {"rp3_alpha": 0}, {"rp3_beta": -0.1}, {"rp3_beta": float("nan")},
+                                    {"ease_lambda": 0}, {"ease_lambda": float("inf")}, {"ease_max_movies": 0},
+                                    {"ease_max_movies": 10.5}, {"weighting": "EASE"}])
 def test_bad_config(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         CollaborativeConfig(**kwargs)
@@ -172,3 +175,56 @@ def test_similarity_invariants(rows: list[tuple[int, int, float]], weighting: st
     watched = np.zeros(6, dtype=bool)
     watched[upd["movie_idx"].unique()] = True
     assert not dense[~watched].any() and not dense[:, ~watched].any()
+
+
+def test_ease_by_hand() -> None:
+    """Two movies; user 0 watched both, user 1 only m0; lambda 1.
+
+    G + lambda I = [[3, 1], [1, 2]], P = its inverse = [[2, -1], [-1, 3]] / 5, B_ij = -P_ij / P_jj:
+    B_01 = 1/3 (a ridge regression of m1's column on m0's: x0.x1 / (x0.x0 + 1) = 1 / 3), B_10 = 1/2.
+    """
+    x = watch_matrix(_upd([(0, 0, 1.0), (0, 1, 0.5), (1, 0, 0.8)]), 2)  # ratios count as watched (binary)
+    np.testing.assert_allclose(ease_weights(x, 1.0), [[0.0, 1 / 3], [1 / 2, 0.0]])
+
+
+def test_ease_is_a_ridge_regression_of_each_movie_on_the_others() -> None:
+    """Every column of B solves its own ridge regression (an independent formula), negatives included."""
+    x = watch_matrix(_upd(RP3_ROWS), 4)
+    b = ease_weights(x, 0.5)
+    dense = x.toarray() > 0
+    for j in range(4):
+        others = [i for i in range(4) if i != j]
+        xo = dense[:, others].astype(float)
+        expected = np.linalg.solve(xo.T @ xo + 0.5 * np.eye(3), xo.T @ dense[:, j])
+        np.testing.assert_allclose(b[others, j], expected, atol=1e-12)
+    assert (b < 0).any()  # m1 and m2 are substitutes here: the shipped matrix drops such weights
+
+
+def test_ease_shipped_matrix_keeps_positive_top_k_within_the_cap() -> None:
+    # m3 has one viewer: with ease_max_movies = 3 it is outside the solve (no row, no column)
+    sim = item_item_similarity(_upd(RP3_ROWS), IDS, CollaborativeConfig(weighting="ease", k=1, ease_lambda=0.5,
+                                                                        ease_max_movies=3)).matrix
+    dense = sim.toarray()
+    assert sim.dtype == np.float32 and (dense >= 0).all() and (np.diag(dense) == 0).all()
+    assert not dense[3].any() and not dense[:, 3].any()
+    assert (np.diff(sim.indptr) <= 1).all() and np.allclose(dense.max(axis=1)[:3], 1.0)
+    b = ease_weights(watch_matrix(_upd(RP3_ROWS), 4)[:, :3], 0.5)
+    for i in range(3):  # each row keeps its strongest positive weight
+        assert dense[i].argmax() == int(np.argmax(b[i]))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 5), st.floats(0.05, 1.0)), min_size=1, max_size=40),
+       st.integers(1, 6), st.integers(1, 6))
+def test_ease_invariants(rows: list[tuple[int, int, float]], k: int, cap: int) -> None:
+    upd = _upd(rows).drop_duplicates([C.USER, "movie_idx"])
+    ids = np.array([f"m{i}" for i in range(6)], dtype=object)
+    sim = item_item_similarity(upd, ids, CollaborativeConfig(weighting="ease", k=k, ease_max_movies=cap)).matrix
+    dense = sim.toarray()
+    assert np.isfinite(dense).all() and (dense >= 0).all() and (dense <= 1).all() and (np.diag(dense) == 0).all()
+    assert (np.diff(sim.indptr) <= k).all()
+    touched = (dense > 0).any(axis=0) | (dense > 0).any(axis=1)
+    assert touched.sum() <= cap  # only the solved movies have rows or columns
+    watched = np.zeros(6, dtype=bool)
+    watched[upd["movie_idx"].unique()] = True
+    assert not touched[~watched].any()

@@ -27,6 +27,9 @@ from rekko.exceptions import ConfigError
         (lambda: BlendWeights(md=0, desc=0, cf=0, movie=0), "all be zero"),
         (lambda: BlendWeights(recency_half_life=0), "recency_half_life"),
         (lambda: BlendWeights(desc="0.1"), "blend.desc"),
+        (lambda: BlendWeights(ratio_power=-0.5), "blend.ratio_power"),
+        (lambda: BlendWeights(ratio_power=math.nan), "blend.ratio_power"),
+        (lambda: BlendWeights(ratio_power=11), "blend.ratio_power"),
         (lambda: SimilarityConfig(k=2.0), "similarity.k"),
         (lambda: SimilarityConfig(k=True), "similarity.k"),
         (lambda: SimilarityConfig(md_max_df=0), "md_max_df"),
@@ -58,7 +61,7 @@ def test_manifest_parameters_round_trip():
     config = PipelineConfig(
         similarity=SimilarityConfig(k=20),
         collaborative=CollaborativeConfig(k=30, weighting="cosine", recency="dense", n_threads=2),
-        blend=BlendWeights(md=0.1, desc=0.2, cf=0.3, movie=0.4, recency_half_life=None),
+        blend=BlendWeights(md=0.1, desc=0.2, cf=0.3, movie=0.4, recency_half_life=None, ratio_power=2.0),
         tuned={"validation_ndcg": 0.1},
     )
     block = config.to_manifest()
@@ -66,6 +69,7 @@ def test_manifest_parameters_round_trip():
     back = PipelineConfig.from_manifest(block)
     assert back.to_manifest() == block
     assert block["collaborative"]["recency"] == "dense"
+    assert block["blend"]["ratio_power"] == 2.0  # the history weighting is written to the manifest
     assert back.params == RekkoParams(config.blend, CollaborativeConfig(k=30, weighting="cosine", recency="dense"))
 
 

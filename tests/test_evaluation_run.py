@@ -138,7 +138,7 @@ def test_cli_evaluate_and_tune(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert "no manifest" in run.stdout
-    assert json.loads(tuned.read_text())["parameters"]["collaborative"]["weighting"] in ("bm25", "cosine", "rp3beta")
+    assert json.loads(tuned.read_text())["parameters"]["collaborative"]["weighting"] in ("bm25", "cosine", "rp3beta", "ease")
     run = subprocess.run(
         [
             sys.executable,
@@ -193,16 +193,21 @@ def test_cli_bad_collaborative_params_exit_2_naming_the_field(tmp_path: Path) ->
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     common = ["--interactions", str(files[0]), "--movies", str(files[1]), "--ratings", str(files[2]),
               "--test-size", "1", "-k", "2", "--json", str(tmp_path / "m.json"), "--report", str(tmp_path / "r.html")]
-    for field, value in (("recency", "latest"), ("rp3_beta", -1), ("weighting", "ease")):
+    for field, value in (("recency", "latest"), ("rp3_beta", -1), ("weighting", "slim"), ("ease_lambda", 0),
+                         ("ease_max_movies", "all")):
         params = tmp_path / f"{field}.json"
         params.write_text(json.dumps({"parameters": {"collaborative": {field: value}}}))
         run = subprocess.run([sys.executable, "-m", "rekko", "evaluate", *common, "--params", str(params)],
                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
         assert run.returncode == 2, run.stderr
         assert f"collaborative.{field}" in run.stderr
-    good = tmp_path / "good.json"
-    good.write_text(json.dumps({"parameters": {"collaborative": {"weighting": "rp3beta", "recency": "dense"}}}))
-    run = subprocess.run([sys.executable, "-m", "rekko", "evaluate", *common, "--models", "rekko",
-                          "--params", str(good)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
-    assert run.returncode == 0, run.stderr
-    assert json.loads((tmp_path / "m.json").read_text())["parameters"]["collaborative"]["weighting"] == "rp3beta"
+    for weighting in ("rp3beta", "ease"):
+        good = tmp_path / "good.json"
+        good.write_text(json.dumps({"parameters": {"collaborative": {"weighting": weighting, "recency": "dense"},
+                                                   "blend": {"ratio_power": 2.0}}}))
+        run = subprocess.run([sys.executable, "-m", "rekko", "evaluate", *common, "--models", "rekko",
+                              "--params", str(good)], capture_output=True, text=True, env=env, cwd=tmp_path,
+                             timeout=120)
+        assert run.returncode == 0, run.stderr
+        written = json.loads((tmp_path / "m.json").read_text())["parameters"]
+        assert written["collaborative"]["weighting"] == weighting and written["blend"]["ratio_power"] == 2.0

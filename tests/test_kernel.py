@@ -50,7 +50,7 @@ def brute_force(scorer: kernel.Scorer, history: History, user: int, n: int) -> t
     else:
         a, b = history.indptr[user], history.indptr[user + 1]
         watched = history.movie[a:b].astype(np.int64)
-        w = user_weights(history.ratio[a:b], history.recency[a:b], scorer.half_life)
+        w = user_weights(history.ratio[a:b], history.recency[a:b], scorer.half_life, scorer.ratio_power)
     dense = scorer.combined.toarray()
     acc = np.zeros(m, dtype=np.float32)
     for t, i in enumerate(watched):  # float32 products, summed in history order, as the kernel does
@@ -66,7 +66,7 @@ half_lives = st.sampled_from([None, 1.0, 3.0])
 weights = st.builds(
     BlendWeights,
     md=st.sampled_from([0.0, 0.5, 1.0]), desc=st.sampled_from([0.0, 0.25]), cf=st.sampled_from([0.0, 1.0]),
-    movie=st.sampled_from([0.25, 1.0]), recency_half_life=half_lives,
+    movie=st.sampled_from([0.25, 1.0]), recency_half_life=half_lives, ratio_power=st.sampled_from([1.0, 0.0, 3.0]),
 )
 
 
@@ -108,10 +108,11 @@ def monkeypatch_threads(monkeypatch):
     monkeypatch.setenv("REKKO_THREADS", "2")  # the parallel driver runs even on a one-core CI machine
 
 
-def test_rows_of_one_user_rank_exactly_as_the_full_matrix():
+@pytest.mark.parametrize("ratio_power", [1.0, 3.0])
+def test_rows_of_one_user_rank_exactly_as_the_full_matrix(ratio_power):
     """The one-user path combines only the watched rows: the same rows of C, so the same answer."""
     sims, movie_score, history = tied_problem(3, 50, 8, 0.2)
-    blend = BlendWeights(md=0.5, desc=0.25, cf=1.0, movie=0.25, recency_half_life=3.0)
+    blend = BlendWeights(md=0.5, desc=0.25, cf=1.0, movie=0.25, recency_half_life=3.0, ratio_power=ratio_power)
     full = rank(combine(sims, movie_score, blend), history, np.arange(8), 12)
     for user in range(8):
         one = history.take(np.array([user]))
@@ -153,3 +154,21 @@ def test_n_beyond_the_catalogue_is_capped():
     sims, movie_score, history = tied_problem(0, 5, 2, 0.5)
     got = rank(combine(sims, movie_score, BlendWeights()), history, np.array([-1]), 10**9)
     assert got.movies.shape == (1, 5) and got.lengths[0] == 5
+
+
+def test_ratio_power_weighs_the_history_by_ratio_to_that_power():
+    """Hand-computed: ratios 1.0 and 0.5 with power 2 weigh 1 : 0.25, i.e. 0.8 and 0.2 after normalising;
+    power 0 weighs every watch alike, a ratio of 0 included (0 ** 0 = 1)."""
+    np.testing.assert_allclose(user_weights(np.array([1.0, 0.5]), np.array([0, 0]), None, 2.0), [0.8, 0.2])
+    np.testing.assert_allclose(user_weights(np.array([1.0, 0.0]), np.array([0, 1]), None, 0.0), [0.5, 0.5])
+    # movie 0 (ratio 1.0) points to movie 2, movie 1 (ratio 0.5) to movie 3 twice as strongly:
+    # power 1 -> 2: 1/1.5 * 1 = 0.667 vs 3: 0.5/1.5 * 2 = 0.667 (a tie, catalogue order); power 2 -> 2: 0.8 vs 3: 0.4
+    cf = sp.csr_matrix(np.array([[0, 0, 1, 0], [0, 0, 0, 2], [0, 0, 0, 0], [0, 0, 0, 0]], dtype=np.float32))
+    history = History(np.array([0, 2]), np.array([0, 1], np.int32), np.array([1.0, 0.5], np.float32),
+                      np.array([0, 0], np.int32))
+    for power, scores in ((1.0, [2 / 3, 2 / 3]), (2.0, [0.8, 0.4])):
+        scorer = combine({"cf": cf}, np.zeros(4), BlendWeights(md=0, desc=0, cf=1, movie=0, ratio_power=power))
+        for engine in ("python", "jit"):
+            got = rank(scorer, history, np.array([0]), 2, engine=engine)
+            assert got.movies[0].tolist() == [2, 3]
+            np.testing.assert_allclose(got.scores[0], scores, rtol=1e-6)

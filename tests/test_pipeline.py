@@ -128,12 +128,13 @@ def test_rebuild_keeps_parameters_rekko_tune_stored(tiny_dir):
     write_manifest(manifest, paths.manifest)
 
     _, rebuilt = run_with_enrichment(paths)
-    assert rebuilt.parameters["blend"] == tuned_blend
+    written = {**tuned_blend, "ratio_power": 1.0}  # read through BlendWeights: a field it lacked gets its default
+    assert rebuilt.parameters["blend"] == written
     assert rebuilt.parameters["collaborative"]["k"] == 7
     assert rebuilt.parameters["collaborative"]["weighting"] == "cosine"
     # and again: the tuning summary travels with the parameters
     _, twice = run_with_enrichment(paths)
-    assert twice.parameters["blend"] == tuned_blend and twice.parameters["tuned"]["parameters"]["blend"] == tuned_blend
+    assert twice.parameters["blend"] == written and twice.parameters["tuned"]["parameters"]["blend"] == tuned_blend
 
     _, reset = run_with_enrichment(paths, keep_tuned=False)
     assert reset.parameters["blend"] == asdict(BlendWeights()) and "tuned" not in reset.parameters

@@ -54,7 +54,11 @@ def test_tune_searches_on_a_validation_split_of_train_only(data) -> None:
         cf_k_grid=(5, 8),
         half_life_grid=(None, 1.0),
         weight_grid=(0.0, 0.1, 1.0),
+        ratio_power_grid=(1.0, 3.0),
     )
+    # the history's ratio power is searched last: a candidate with ratio ** 3 was scored
+    assert any(t["blend"]["ratio_power"] == 3.0 for t in result.trace)
+    assert any(t["collaborative"]["weighting"] == "ease" for t in result.trace)  # EASE was a candidate
     # the validation split is carved from the train part: 16 users lose one more watch each
     assert result.validation_stats["train_rows"] == len(outer.train) - 16
     assert result.validation_stats["test_users"] == 16
@@ -76,6 +80,7 @@ def test_update_manifest_stores_the_parameters_recommend_reads(tmp_path: Path) -
     note = update_manifest(path, TuneResult(params=params, validation_ndcg=0.2, validation_metrics={}, start_ndcg=0.1))
     assert "no co-watching similarity" in note
     stored = read_manifest(path).parameters
-    assert stored["blend"] == {"md": 0.1, "desc": 0.0, "cf": 0.8, "movie": 0.1, "recency_half_life": 5.0}
+    assert stored["blend"] == {"md": 0.1, "desc": 0.0, "cf": 0.8, "movie": 0.1, "recency_half_life": 5.0,
+                               "ratio_power": 1.0}
     assert stored["tuned"]["validation_ndcg"] == 0.2
     assert BlendWeights.from_dict(stored["blend"]) == params.blend

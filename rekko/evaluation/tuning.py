@@ -7,12 +7,15 @@ What is tuned, in this order (each step keeps the best of the previous ones):
    for the first two, days for ``days``), with the starting similarity and
    blend (given a co-watching weight equal to the rest if it had none); then
    the co-watching similarity (``k`` neighbours; BM25, cosine, or RP3beta
-   with a few ``alpha``/``beta`` pairs) with that recency;
+   with a few ``alpha``/``beta`` pairs) with that recency; then EASE
+   (``weighting = "ease"``, one dense solve per ``lambda``) at the best ``k``;
 2. the blend weights of metadata, description and movie score relative to the
    collaborative weight, by coordinate ascent over a log-spaced grid (scores
    are linear in the weights and a ranking is scale-free, so fixing
    ``cf = 1`` only rules out blends without it, which the start covers);
-3. the half-life once more with the tuned weights.
+3. the half-life once more with the tuned weights;
+4. the history's ratio power (``blend.ratio_power``: watch ratios enter as
+   ``ratio ** power``) with everything else tuned.
 
 The result is normalised to sum to 1 and is never worse than the start on the
 validation split (the start is returned if nothing beats it).
@@ -56,6 +59,10 @@ CF_K_GRID = (50, 100, 200)
 CF_WEIGHTING_GRID = ("bm25", "cosine", "rp3beta")
 #: (alpha, beta) pairs tried for RP3beta
 RP3_GRID: tuple[tuple[float, float], ...] = ((1.0, 0.5), (0.8, 0.3), (0.6, 0.4))
+#: ``blend.ratio_power`` values tried last (docs/quality.md: 3 helps on MovieLens with dates only, hurts with exact times)
+RATIO_POWER_GRID: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)
+#: EASE's lambda values tried (each a dense solve over up to ``collaborative.ease_max_movies`` movies; () skips EASE)
+EASE_GRID: tuple[float, ...] = (500.0,)
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,8 @@ def tune(
     recency_grid: Sequence[str] = RECENCY_GRID,
     days_half_life_grid: Sequence[float | None] = DAYS_HALF_LIFE_GRID,
     rp3_grid: Sequence[tuple[float, float]] = RP3_GRID,
+    ratio_power_grid: Sequence[float] = RATIO_POWER_GRID,
+    ease_grid: Sequence[float] = EASE_GRID,
     fitted: Fitted | None = None,
 ) -> TuneResult:
     """Tune on ``split(train)``: fit on its train part, score NDCG@k on its test part (the validation)."""
@@ -168,6 +177,8 @@ def tune(
                 extra = {} if alpha is None else {"rp3_alpha": float(alpha), "rp3_beta": float(beta)}
                 cf = replace(best.collaborative, k=int(k_cf), weighting=weighting, **extra)
                 consider(replace(best, collaborative=cf))
+    for lam in ease_grid:
+        consider(replace(best, collaborative=replace(best.collaborative, weighting="ease", ease_lambda=float(lam))))
     # 2. blend weights relative to cf = 1, coordinate ascent
     for _ in range(config.rounds):
         before = best_value
@@ -179,6 +190,9 @@ def tune(
     # 3. half-life again with the tuned weights
     for half_life in half_lives(best.collaborative.recency):
         consider(best.with_half_life(half_life))
+    # 4. the history's ratio power with the tuned rest
+    for power in ratio_power_grid:
+        consider(replace(best, blend=replace(best.blend, ratio_power=float(power))))
 
     if start_value >= best_value:  # never hand back something worse than the start on validation
         best, best_value = start, start_value

@@ -28,6 +28,16 @@ is the row the ranking kernel reads for a watched ``i``. It is scaled so that
 each row's largest entry is 1 (the content similarities' scale, so the blend
 weights mean the same), which leaves a row's ranking unchanged.
 
+``ease`` (Steck, "Embarrassingly Shallow Autoencoders", WWW 2019) learns the
+item-item weights ``B`` that best rebuild each user's (binary) row from their
+other movies, ridge-regularised by ``lambda``: with ``P = (X^T X + lambda
+I)^-1``, ``B_ij = -P_ij / P_jj`` and a zero diagonal. Row ``i`` of ``B`` is how
+much having watched ``i`` votes for each ``j``, the row the kernel reads. The
+kernel needs entries >= 0, so the negative weights are dropped before the
+top-k cut, and rows are scaled to a maximum of 1 like RP3beta's. The solve is
+dense (movies^2 memory, movies^3 time), so it covers at most
+``ease_max_movies`` movies, the most watched (ties: catalogue order).
+
 Only the ``k`` strongest neighbours of each movie are kept (the same sparse
 top-k representation and kernel as the content similarities), so memory is
 O(N k) at any catalogue size.
@@ -129,6 +139,40 @@ def _rp3beta_top_k(x: sp.csr_matrix, config: CollaborativeConfig) -> sp.csr_matr
     return out
 
 
+def _row_max_scaled(top: sp.csr_matrix) -> sp.csr_matrix:
+    n = top.shape[0]
+    row_max = np.zeros(n)
+    nonempty = np.diff(top.indptr) > 0
+    row_max[nonempty] = np.maximum.reduceat(top.data, top.indptr[:-1][nonempty])
+    top = sp.diags(np.divide(1.0, row_max, out=np.zeros_like(row_max), where=row_max > 0)) @ top
+    out = sp.csr_matrix(top, dtype=np.float32)
+    out.sort_indices()
+    return out
+
+
+def ease_weights(x: sp.csr_matrix, lam: float) -> np.ndarray:
+    """EASE's dense item-item weights ``B`` (zero diagonal, negatives kept) for a users x movies matrix."""
+    binary = sp.csr_matrix((np.ones(x.nnz), x.indices, x.indptr), shape=x.shape)
+    gram = np.asarray((binary.T @ binary).toarray(), dtype=np.float64)
+    gram[np.diag_indices_from(gram)] += lam
+    p = np.linalg.inv(gram)
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    return b
+
+
+def _ease_top_k(x: sp.csr_matrix, config: CollaborativeConfig) -> sp.csr_matrix:
+    n = x.shape[1]
+    viewers = np.diff(x.tocsc().indptr)
+    order = np.lexsort((np.arange(n), -viewers))
+    solved = np.sort(order[: config.ease_max_movies][viewers[order[: config.ease_max_movies]] > 0])
+    b = ease_weights(x[:, solved], config.ease_lambda)
+    b[b < 0] = 0.0
+    small = keep_top_k(sp.csr_matrix(b), config.k, drop_diagonal=True).tocoo()
+    full = sp.csr_matrix((small.data, (solved[small.row], solved[small.col])), shape=(n, n))
+    return _row_max_scaled(full)
+
+
 def item_item_similarity(
     interactions_upd: pd.DataFrame, movie_ids: np.ndarray, config: CollaborativeConfig = CollaborativeConfig()
 ) -> TopKSimilarity:
@@ -140,8 +184,9 @@ def item_item_similarity(
     """
     n = len(movie_ids)
     x = watch_matrix(interactions_upd, n)
-    if config.weighting == "rp3beta":
-        matrix = _rp3beta_top_k(x, config) if x.nnz else sp.csr_matrix((n, n), dtype=np.float32)
+    if config.weighting in ("rp3beta", "ease"):
+        build = _rp3beta_top_k if config.weighting == "rp3beta" else _ease_top_k
+        matrix = build(x, config) if x.nnz else sp.csr_matrix((n, n), dtype=np.float32)
         return TopKSimilarity(np.asarray(movie_ids), matrix)
     if config.weighting == "bm25":
         x = bm25_weight(x, config.bm25_k1, config.bm25_b)

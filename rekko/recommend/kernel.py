@@ -8,7 +8,7 @@ Score
 For a user whose history holds movies ``h_i`` with watch ratios ``r_i`` and
 recency ranks ``q_i`` (0 = the latest watch)::
 
-    w_i     = r_i * 0.5 ** (q_i / half_life)        (no decay when half_life is None)
+    w_i     = r_i ** p * 0.5 ** (q_i / half_life)   (no decay when half_life is None; p = ratio_power)
     wn_i    = w_i / sum_i w_i                         (all zero when the sum is 0)
     score_j = sum_i wn_i * C[h_i, j] + m_j            for every movie j the user has not watched
     C       = w_md * S_md + w_desc * S_desc + w_cf * S_cf     (sparse top-k, all entries >= 0)
@@ -77,6 +77,7 @@ class Scorer:
     movie_part: np.ndarray  # float32 per movie: w_movie * movie_score
     cold_order: np.ndarray  # int32: movie_part descending, index ascending
     half_life: float | None
+    ratio_power: float = 1.0  # the history's watch ratios enter as ratio ** ratio_power (see ratio_weights)
 
     def __post_init__(self) -> None:
         if self.combined.dtype != np.float32 or self.movie_part.dtype != np.float32:
@@ -105,7 +106,7 @@ def combine(sims: dict[str, sp.csr_matrix], movie_score: np.ndarray, weights: Bl
     combined.sort_indices()
     m = len(movie_part)
     cold_order = np.lexsort((np.arange(m), -movie_part)).astype(np.int32)
-    return Scorer(combined, movie_part, cold_order, weights.recency_half_life)
+    return Scorer(combined, movie_part, cold_order, weights.recency_half_life, weights.ratio_power)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -371,18 +372,25 @@ def rank(
     # arrays pass through without copies (a served bundle maps them): numba compiles one loop per dtype set
     h_movie = history.movie
     h_row = np.arange(len(h_movie), dtype=np.int32) if rows_are_entries else h_movie
+    h_ratio, h_recency = history.ratio, history.recency
     if len(queries) == 1:  # one user: touch only their entries, never a whole-history array
         lo, hi = int(starts[0]), int(ends[0])
         decay = decay_table(np.asarray(history.recency[lo:hi]), scorer.half_life)
         work = int((c.indptr[np.asarray(h_row[lo:hi]) + 1] - c.indptr[np.asarray(h_row[lo:hi])]).sum())
+        if scorer.ratio_power != 1.0:  # the user's own entries, re-based to 0, with their ratios weighted
+            h_movie, h_row, h_recency = h_movie[lo:hi], h_row[lo:hi], h_recency[lo:hi]
+            h_ratio = ratio_weights(history.ratio[lo:hi], scorer.ratio_power)
+            starts, ends = starts - lo, ends - lo
     else:
         decay = decay_table(np.asarray(history.recency), scorer.half_life)
         work = c.nnz
+        if scorer.ratio_power != 1.0:
+            h_ratio = ratio_weights(history.ratio, scorer.ratio_power)
     out_movie = np.full((len(queries), n), -1, dtype=np.int32)
     out_score = np.full((len(queries), n), np.nan, dtype=np.float32)
     out_len = np.zeros(len(queries), dtype=np.int32)
     args = (
-        starts, ends, h_movie, h_row, history.ratio, history.recency, decay,
+        starts, ends, h_movie, h_row, h_ratio, h_recency, decay,
         c.indptr, c.indices, c.data, scorer.movie_part, scorer.cold_order, n, out_movie, out_score, out_len,
     )
     if engine == "auto":
@@ -399,10 +407,21 @@ def rank(
     return RankedBlock(out_movie, out_score, out_len)
 
 
-def user_weights(ratio: np.ndarray, recency: np.ndarray, half_life: float | None) -> np.ndarray:
+def ratio_weights(ratio: np.ndarray, power: float) -> np.ndarray:
+    """``ratio ** power`` as float32, computed once by numpy for every path (so compiled and interpreted
+    runs read the same bits). ``power`` > 1 lets the movies a user liked (watched through) lead their
+    history; 0 weighs every watch alike (``0 ** 0`` is 1: a watch counts even at ratio 0)."""
+    r = np.asarray(ratio, dtype=np.float32)
+    if power == 1.0:
+        return r
+    return np.power(r.astype(np.float64), float(power)).astype(np.float32)
+
+
+def user_weights(ratio: np.ndarray, recency: np.ndarray, half_life: float | None,
+                 ratio_power: float = 1.0) -> np.ndarray:
     """One user's normalised history weights, as :func:`rank` computes them (float64)."""
     decay = decay_table(np.asarray(recency), half_life)
-    w = np.asarray(ratio, dtype=np.float32).astype(np.float64) * decay[np.asarray(recency, dtype=np.int64)]
+    w = ratio_weights(ratio, ratio_power).astype(np.float64) * decay[np.asarray(recency, dtype=np.int64)]
     total = 0.0
     for v in w:  # the loop's summation order, not numpy's pairwise sum
         total += float(v)

@@ -438,7 +438,8 @@ class Recommender:
             comps[C.MOVIE_SCORE] = a.movie_score[top].astype(np.float64)
             return Ranked(top, scores, np.full(len(top), -1), comps, True, 0)
         watched = h.movie[start:end].astype(np.int64)
-        weights = kernel.user_weights(h.ratio[start:end], h.recency[start:end], self.weights.recency_half_life)
+        weights = kernel.user_weights(h.ratio[start:end], h.recency[start:end], self.weights.recency_half_life,
+                                      self.weights.ratio_power)
         sim_rows = np.arange(start, end) if a.sim_rows is not None else watched
         contrib = dense_block(self.scorer_.combined, sim_rows, top) * weights[:, None]
         based_on = np.where(contrib.max(axis=0, initial=0.0) > 0, watched[contrib.argmax(axis=0)], -1)

@@ -183,7 +183,7 @@ def open_bundle(folder: Path) -> Snapshot:
         )
         weights = BlendWeights.from_dict(meta["weights"])
         scorer = Scorer(_load_csr(folder, "combined", (n, n)), arr("movie_part"), arr("cold_order"),
-                        weights.recency_half_life)
+                        weights.recency_half_life, weights.ratio_power)
         rec = MappedRecommender(artifacts, weights, scorer).warm()
         catalog = MappedCatalog(arr("catalog"), arr("catalog_offsets"))
     except (OSError, ValueError, KeyError, TypeError) as exc:
