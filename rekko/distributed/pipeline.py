@@ -80,11 +80,6 @@ log = logging.getLogger(__name__)
 MOVIE_IDX = "movie_idx"
 #: Target rows per user partition after the shuffle (the partition is the unit a worker holds and the writer streams).
 ROWS_PER_PARTITION = 1_000_000
-#: Columns of a read part after validation and indexing (what the shuffle moves).
-_READ_META = pd.DataFrame({C.USER: pd.Series([], dtype=np.int64), MOVIE_IDX: pd.Series([], dtype=np.int32),
-                           C.WATCHED_MINUTES: pd.Series([], dtype=np.float64),
-                           C.DATETIME: pd.Series([], dtype="datetime64[ns]")})
-
 
 def read_indexed_part(part: Part, movie_ids: pd.Index) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read and validate one part on a worker; its rows with ``movie_idx`` (known movies only) and its counts."""
@@ -121,7 +116,10 @@ SAMPLE_USERS = 10_000
 
 def user_sample(frame: pd.DataFrame) -> np.ndarray:
     """Up to :data:`SAMPLE_USERS` evenly spaced distinct user ids of a part (for the boundaries)."""
-    users = np.unique(frame[C.USER].to_numpy())
+    user = frame[C.USER].to_numpy()
+    if len(user) > 20 * SAMPLE_USERS:  # evenly spaced rows first: np.unique of a whole part is the cost
+        user = user[np.linspace(0, len(user) - 1, 20 * SAMPLE_USERS).astype(np.int64)]
+    users = np.unique(user)
     if len(users) <= SAMPLE_USERS:
         return users
     return users[np.linspace(0, len(users) - 1, SAMPLE_USERS).astype(np.int64)]
@@ -307,13 +305,6 @@ def compute_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame,
     users = StreamedTable(lambda: _stream(client, users_parts, lambda p: p), rows=summary["users"])
     return PipelineResult(ratings, movies, interactions, users, sim_md, sim_desc, sim_cf, counts=counts,
                           timings=timer.timings)
-
-
-def _pairs_meta() -> pd.DataFrame:
-    return pd.DataFrame({
-        C.USER: pd.Series([], dtype=np.int64), MOVIE_IDX: pd.Series([], dtype=np.int32),
-        C.WATCHED_MINUTES: pd.Series([], dtype=np.float64), C.DATETIME: pd.Series([], dtype="datetime64[ns]"),
-        C.N_SESSIONS: pd.Series([], dtype=np.int64), C.WATCH_RATIO: pd.Series([], dtype=np.float64)})
 
 
 def run_dask_pipeline(paths: PipelinePaths, config: PipelineConfig = PipelineConfig(), *,
