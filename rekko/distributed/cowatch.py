@@ -251,17 +251,25 @@ def cowatch_similarity(client: Any, parts: list[Any], n_movies: int, config: Col
     ends = dict(blocks)
     window = wave or 2 * n_workers
     done: dict[int, sp.csr_matrix] = {}
+    held: dict[int, list[Any]] = {}  # a block's intermediate futures, referenced until its result is in
     pending = as_completed()
     queue = iter(starts)
+
+    def submit(lo: int) -> None:
+        final, futures = _submit_block(client, matrices, lo, ends[lo], config)
+        held[lo] = futures
+        pending.add(final)
+
     for lo in itertools.islice(queue, window):  # a sliding window of blocks in flight: memory bounded by it
-        pending.add(_submit_block(client, matrices, lo, ends[lo], config))
+        submit(lo)
     for future in pending:
         lo, top = future.result()
         done[lo] = top
+        del held[lo]
         future.release()
         nxt = next(queue, None)
         if nxt is not None:
-            pending.add(_submit_block(client, matrices, nxt, ends[nxt], config))
+            submit(nxt)
     del matrices
     rows = [done[lo] for lo in starts]
     log.info("co-watching: %d movie blocks in %.1f s", len(starts), time.perf_counter() - t0)
@@ -274,24 +282,34 @@ def _block_result(total: sp.csr_matrix, lo: int, config: CollaborativeConfig) ->
     return lo, block_top_k(total, lo, config)
 
 
-def _submit_block(client: Any, matrices: list[Any], lo: int, hi: int, config: CollaborativeConfig) -> Any:
-    """Futures of one block: a partial per partition, a fan-in-2 tree of sums, the top-k; returns the last."""
+def _submit_block(client: Any, matrices: list[Any], lo: int, hi: int, config: CollaborativeConfig
+                  ) -> tuple[Any, list[Any]]:
+    """Futures of one block: a partial per partition, a fan-in-2 tree of sums, the top-k.
+
+    Returns the top-k future and every intermediate one (the caller holds
+    them until the result is in: a future released while its dependent's
+    graph is on its way to the scheduler is forgotten).
+    """
     level = [client.submit(block_partial, m, lo, hi, priority=0) for m in matrices]
+    held = list(level)
     while len(level) > 1:  # fan-in 2: a reduce holds two partials and their sum
         nxt = [client.submit(add_blocks, level[i], level[i + 1], priority=1) for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
-    return client.submit(_block_result, level[0], lo, config, priority=2)
+        held.extend(level)
+    return client.submit(_block_result, level[0], lo, config, priority=2), held
 
 
 def _reduce_stats(client: Any, parts: list[Any], n_movies: int, config: CollaborativeConfig,
                   bm25_avg: float | None) -> dict[str, Any]:
     """Sum :func:`partition_stats` over the partitions (a tree of adds on the cluster; the total to the client)."""
     level = [client.submit(partition_stats, p, n_movies, config, bm25_avg) for p in parts]
+    held = [level]
     while len(level) > 1:
         nxt = [client.submit(add_stats, level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
+        held.append(level)
     return level[0].result()

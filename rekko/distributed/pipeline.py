@@ -177,12 +177,15 @@ def _add_summaries(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tree(client: Any, futures: list[Any], add: Any) -> Any:
+    """``add`` over ``futures`` in a fan-in-2 tree on the cluster; the total on the client."""
     level = list(futures)
+    held = [level]  # intermediate futures stay referenced until the total is in
     while len(level) > 1:
         nxt = [client.submit(add, level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
+        held.append(level)
     return level[0].result()
 
 
@@ -230,7 +233,7 @@ def compute_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame,
     counts["ratings_join"] = join_stats
     timer.lap("ratings")
     # catalogue-sized: one worker computes both, beside the interaction stages
-    content = client.submit(content_similarities, movies, config.similarity, pure=False)
+    content = client.submit(content_similarities, client.scatter(movies), config.similarity, pure=False)
 
     movie_ids = pd.Index(movies[C.MOVIE])
     n_movies = len(movie_ids)
@@ -240,7 +243,6 @@ def compute_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame,
         read = client.map(read_indexed_part, parts, movie_ids=ids_future, pure=False)
         read_counts = client.gather([client.submit(operator.getitem, f, 1) for f in read])
         frames = [client.submit(operator.getitem, f, 0) for f in read]
-        del read
         rows = sum(c["rows"] for c in read_counts)
         dropped = sum(c["dropped"] for c in read_counts)
         counts["interaction_rows"] = rows
@@ -261,11 +263,13 @@ def compute_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame,
         cuts = user_cuts(client.gather([client.submit(user_sample, f) for f in frames]), n_out)
         duration_future = client.scatter(duration, broadcast=True)
         split = [client.submit(split_by_user, f, cuts) for f in frames]
-        del frames
-        pair_parts = [client.submit(user_partition_from_pieces, n_movies, duration_future,
-                                    *[client.submit(operator.getitem, f, j) for f in split]) for j in range(len(cuts) + 1)]
+        pieces = [[client.submit(operator.getitem, f, j) for f in split] for j in range(len(cuts) + 1)]
+        pair_parts = [client.submit(user_partition_from_pieces, n_movies, duration_future, *range_pieces)
+                      for range_pieces in pieces]
         wait(pair_parts)
-        del split
+        # every intermediate future is held until its dependents are done: a future released while its
+        # dependent's graph is still on its way to the scheduler is forgotten ("lost dependencies")
+        del read, frames, split, pieces
         log.info("features: read %d parts, range-partitioned by user into %d partitions, sessions aggregated "
                  "(%.1f s)", len(parts), len(pair_parts), time.perf_counter() - started)
         summary = _tree(client, [client.submit(partition_summary, p, n_movies) for p in pair_parts], _add_summaries)
