@@ -198,13 +198,9 @@ def _interactions_frame(part: pd.DataFrame, movie_ids: pd.Index) -> pd.DataFrame
 
 
 def _stream(client: Any, futures: list[Any], convert: Any) -> Any:
-    """Yield ``convert(partition)`` in order, fetching one partition ahead (at most two on the client)."""
-    if not futures:
-        return
-    nxt = futures[0]
-    for i in range(len(futures)):
-        frame = nxt.result()
-        nxt = futures[i + 1] if i + 1 < len(futures) else None
+    """Yield ``convert(partition)`` in partition (user) order, fetching one partition at a time to the client."""
+    for future in futures:
+        frame = future.result()
         yield convert(frame)
         del frame
 
