@@ -318,6 +318,8 @@ def run_dask_pipeline(paths: PipelinePaths, config: PipelineConfig = PipelineCon
     from rekko.pipeline.sources import redact
 
     check_outputs(paths)
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:  # without -v: Dask's own INFO chatter stays out
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     timer = _Timer()
     with progress.stage("ingest") as report:
         # workers run in other folders (or on other machines sharing the mount): local parts go by absolute path
