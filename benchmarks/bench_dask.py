@@ -240,7 +240,16 @@ def compare(d: Path) -> dict:
     rb = Recommender(load_artifacts(paths(b))).recommend_all(10)
     same_lists = (len(ra) == len(rb) and (ra["user_id"].to_numpy() == rb["user_id"].to_numpy()).all()
                   and (ra["movie_id"].astype(str).to_numpy() == rb["movie_id"].astype(str).to_numpy()).all())
-    result["recommendations"] = {"rows": int(len(ra)), "identical_lists": bool(same_lists),
+    differ = None
+    if len(ra) == len(rb) and not same_lists:
+        mismatch = ra["movie_id"].astype(str).to_numpy() != rb["movie_id"].astype(str).to_numpy()
+        differ = {"users_with_another_list": int(ra.loc[mismatch, "user_id"].nunique()),
+                  "users": int(ra["user_id"].nunique()), "positions": int(mismatch.sum()),
+                  "same_movies_reordered_users": int(sum(
+                      set(ga["movie_id"].astype(str)) == set(gb["movie_id"].astype(str))
+                      for (_, ga), (_, gb) in zip(ra[ra["user_id"].isin(ra.loc[mismatch, "user_id"])].groupby("user_id"),
+                                                  rb[rb["user_id"].isin(ra.loc[mismatch, "user_id"])].groupby("user_id"))))}
+    result["recommendations"] = {"rows": int(len(ra)), "identical_lists": bool(same_lists), "differences": differ,
                                  "max_score_diff": float(np.abs(ra["score"].to_numpy() - rb["score"].to_numpy()).max())
                                  if len(ra) == len(rb) else None}
     return result

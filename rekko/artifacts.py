@@ -285,15 +285,30 @@ def file_digests(data: bytes, chunk_size: int = CHUNK_SIZE) -> bytes:
 
 
 def describe_file(path: Path, *, rows: int | None = None) -> dict[str, Any]:
-    """The manifest entry of a written artifact: sha256, size, rows, chunk digests (and a pickle's layout)."""
-    data = path.read_bytes()
-    info: dict[str, Any] = {"path": str(path), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    """The manifest entry of a written artifact: sha256, size, rows, chunk digests (and a pickle's layout).
+
+    Read in blocks of whole chunks, not at once: ``interactions_upd`` is the
+    size of the log, and a whole-file read made the writing process hold it
+    (the Dask engine's client grew with the rows for that alone). Only a
+    pickle (the top-k files, movies-sized) is read whole, for its layout.
+    """
+    whole = hashlib.sha256()
+    digests = []
+    size = 0
+    with open(path, "rb") as fh:
+        head = fh.read(2)
+        fh.seek(0)
+        while block := fh.read(CHUNK_SIZE * 256):
+            whole.update(block)
+            size += len(block)
+            digests.append(file_digests(block))
+    info: dict[str, Any] = {"path": str(path), "sha256": whole.hexdigest(), "bytes": size}
     if rows is not None:
         info["rows"] = rows
-    layout = topk_layout(data)
+    layout = topk_layout(path.read_bytes()) if head == b"\x80\x05" else None
     if layout is not None:
         info["layout"] = layout
-    info["_digests"] = file_digests(data)
+    info["_digests"] = b"".join(digests)
     return info
 
 

@@ -162,3 +162,31 @@ def test_s3_prefix_both_engines(tmp_path: Path, scheduler: str, s3_env: dict[str
     assert [p["path"] for p in parts] == [url + "part-00000.parquet", url + "part-00001.parquet"]
     assert all(p["etag"] and p["bytes"] > 0 for p in parts)
     assert SECRET not in remote.manifest.read_text()
+
+
+def test_top_k_rows_is_keep_top_k() -> None:
+    """The block selection keeps what keep_top_k keeps: largest first, ties to the lower column."""
+    import scipy.sparse as sp
+
+    from rekko.distributed.cowatch import top_k_rows
+    from rekko.pipeline.similarity import keep_top_k
+
+    rng = np.random.default_rng(0)
+    dense = rng.choice([0.0, 0.25, 0.5, 0.75, 1.0], size=(40, 30), p=[0.4, 0.15, 0.15, 0.15, 0.15])
+    m = sp.csr_matrix(dense.astype(np.float32))
+    rows = np.repeat(np.arange(40), np.diff(m.indptr))
+    for k in (1, 3, 10, 40):
+        got = top_k_rows(rows, m.indices, m.data, m.shape, k)
+        want = keep_top_k(m, k, drop_diagonal=False)
+        assert (got != want).nnz == 0 and got.nnz == want.nnz
+
+
+def test_movie_blocks_respect_the_budget() -> None:
+    from rekko.distributed.cowatch import movie_blocks
+
+    cooc = np.array([5, 1, 30, 2, 2, 2, 0, 9], dtype=float)  # bound per movie: min(cooc, 8)
+    blocks = movie_blocks(cooc, 10)
+    assert blocks[0][0] == 0 and blocks[-1][1] == 8 and all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+    bound = np.minimum(cooc, 8)
+    assert all(bound[lo:hi].sum() <= 10 or hi - lo == 1 for lo, hi in blocks)
+    assert blocks == [(0, 2), (2, 4), (4, 7), (7, 8)]  # 5+1 | 8+2 | 2+2+0 (+8 > 10) | 8

@@ -147,3 +147,19 @@ def test_fingerprints_of_one_file_stay_as_before(tmp_path: Path) -> None:
     f = tmp_path / "data" / "interactions.parquet"
     entry = fingerprints(f, resolve_parts(f))
     assert set(entry) == {"path", "sha256"}
+
+
+def test_local_engine_imports_no_dask(parts_dir: Path) -> None:
+    """``--engine local`` (the default) stays Dask-free, on one file and on parts."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from rekko.cli import main; "
+            "rc = main(['-q', 'pipeline', '--interactions', sys.argv[1], '--movies-rd', 'o/a.parquet', "
+            "'--int-coef', 'o/b.parquet', '--movies-upd', 'o/c.parquet', '--interactions-upd', 'o/d.parquet', "
+            "'--sim-md', 'o/m/e.pkl', '--sim-desc', 'o/m/f.pkl']); "
+            "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed', 's3fs')))")
+    for source in ("data/interactions.parquet", "data/parts"):
+        out = subprocess.run([sys.executable, "-c", code, source], cwd=parts_dir, capture_output=True, text=True,
+                             timeout=120)
+        assert out.stdout.strip().splitlines()[-1] == "0 []", out.stdout + out.stderr

@@ -17,14 +17,20 @@ viewer counts, the BM25 mean row length) are reduced to the client first
 (:func:`partition_stats`); the per-partition ``(L_p^T, R_p)`` are then built
 once and kept on the workers (:func:`partition_matrices`).
 
-Why memory is bounded: the movies are cut into blocks ``B_i`` of ``b`` rows
-with ``b x M <= block_entries`` (``M`` movies). A task computes one partial
-``L_p^T[B_i] R_p`` (a sparse ``b x M`` matrix: at most ``block_entries``
-entries, however many users or rows there are), a reduce task adds two of
+Why memory is bounded: the movies are cut into consecutive blocks ``B_i``
+whose rows of ``X^T X`` can hold at most ``block_entries`` entries together
+(:func:`movie_blocks`: row ``j`` has at most ``min(cooc_j, M)`` entries,
+``cooc_j`` counting the movies of ``j``'s viewers, a movies-sized statistic
+reduced first). A task computes one partial ``L_p^T[B_i] R_p`` (sparse, at
+most ``block_entries`` entries however many users or rows there are), a reduce task adds two of
 them (fan-in 2), and the block's top-k task keeps ``k`` entries per row of
 the sum. No task holds more than one partition's matrices plus three
-``b x M`` blocks, and blocks are submitted in waves of a few per worker, so
-the partials alive at once are bounded by the wave, not by the input. What
+``b x M`` blocks, and only a sliding window of blocks (two per worker by
+default) is in flight at once. The one quantity that grows with the input is
+the number of partials a block may hold before its reduce tree consumes them:
+at most one per user partition ``P`` (each at most ``b x M`` entries, in
+practice the co-occurrences of ``b`` movies within one partition); the reduces
+run at a higher priority than new partials, so they are consumed as they come. What
 reaches the client is the top-k rows (``M x k``) and the movies-sized
 statistics: the same O(M k) as the artifact itself.
 
@@ -82,7 +88,9 @@ def partition_stats(part: pd.DataFrame, n_movies: int, config: CollaborativeConf
     the column sums of squares of the BM25-weighted rows.
     """
     x = watch_rows(part, n_movies)
-    out: dict[str, Any] = {}
+    per_user = np.diff(x.indptr).astype(np.float64)
+    # entries movie j's row of X^T X can get from these users: the movies of each of its viewers
+    out: dict[str, Any] = {"cooc": np.asarray(x.T @ per_user).ravel()}
     if config.weighting == "cosine":
         out["col_sq"] = np.asarray(x.multiply(x).sum(axis=0)).ravel()
     elif config.weighting == "bm25":
@@ -184,9 +192,27 @@ def block_top_k(total: sp.csr_matrix, lo: int, config: CollaborativeConfig) -> s
     return out
 
 
-def block_size(n_movies: int, block_entries: int = BLOCK_ENTRIES) -> int:
-    """Movies per block: ``b x n_movies <= block_entries`` (at least one)."""
-    return max(1, min(n_movies, block_entries // max(n_movies, 1)))
+def movie_blocks(cooc: np.ndarray, block_entries: int = BLOCK_ENTRIES) -> list[tuple[int, int]]:
+    """Consecutive movie ranges whose product rows hold at most ``block_entries`` entries together.
+
+    Row ``j`` of ``X^T X`` has at most ``min(cooc_j, M)`` entries (``cooc_j``:
+    the movies watched by ``j``'s viewers, counted with repetition), in every
+    partial and in their sum; a range is closed before its bound passes
+    ``block_entries``. A single movie above the budget gets a range of its own
+    (at most ``M`` entries). Sparse logs get few, long blocks (few tasks);
+    dense ones short blocks (bounded memory).
+    """
+    n = len(cooc)
+    bound = np.minimum(np.asarray(cooc, dtype=np.float64), float(n))
+    blocks: list[tuple[int, int]] = []
+    total = np.concatenate(([0.0], np.cumsum(bound)))
+    lo = 0
+    while lo < n:
+        hi = int(np.searchsorted(total, total[lo] + block_entries, side="right")) - 1
+        hi = min(max(hi, lo + 1), n)
+        blocks.append((lo, hi))
+        lo = hi
+    return blocks
 
 
 def cowatch_similarity(client: Any, parts: list[Any], n_movies: int, config: CollaborativeConfig, *,
@@ -217,25 +243,36 @@ def cowatch_similarity(client: Any, parts: list[Any], n_movies: int, config: Col
     matrices = [client.submit(partition_matrices, p, n_movies, config, stats_future) for p in parts]
     wait(matrices)
     log.info("co-watching: statistics and %d partition matrices in %.1f s", len(matrices), time.perf_counter() - t0)
-    b = block_size(n_movies, block_entries)
-    starts = list(range(0, n_movies, b))
     n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+    # at least two blocks per worker (all of them busy), none above block_entries
+    spread = float(np.minimum(stats["cooc"], n_movies).sum()) / (2 * n_workers)
+    blocks = movie_blocks(stats["cooc"], max(1, int(min(block_entries, np.ceil(spread)))))
+    starts = [lo for lo, _ in blocks]
+    ends = dict(blocks)
     window = wave or 2 * n_workers
     done: dict[int, sp.csr_matrix] = {}
+    held: dict[int, list[Any]] = {}  # a block's intermediate futures, referenced until its result is in
     pending = as_completed()
     queue = iter(starts)
+
+    def submit(lo: int) -> None:
+        final, futures = _submit_block(client, matrices, lo, ends[lo], config)
+        held[lo] = futures
+        pending.add(final)
+
     for lo in itertools.islice(queue, window):  # a sliding window of blocks in flight: memory bounded by it
-        pending.add(_submit_block(client, matrices, lo, min(lo + b, n_movies), config))
+        submit(lo)
     for future in pending:
         lo, top = future.result()
         done[lo] = top
+        del held[lo]
         future.release()
         nxt = next(queue, None)
         if nxt is not None:
-            pending.add(_submit_block(client, matrices, nxt, min(nxt + b, n_movies), config))
+            submit(nxt)
     del matrices
     rows = [done[lo] for lo in starts]
-    log.info("co-watching: %d blocks of %d movies in %.1f s", len(starts), b, time.perf_counter() - t0)
+    log.info("co-watching: %d movie blocks in %.1f s", len(starts), time.perf_counter() - t0)
     out = sp.vstack(rows, format="csr").astype(np.float32)
     out.sort_indices()
     return out
@@ -245,24 +282,34 @@ def _block_result(total: sp.csr_matrix, lo: int, config: CollaborativeConfig) ->
     return lo, block_top_k(total, lo, config)
 
 
-def _submit_block(client: Any, matrices: list[Any], lo: int, hi: int, config: CollaborativeConfig) -> Any:
-    """Futures of one block: a partial per partition, a fan-in-2 tree of sums, the top-k; returns the last."""
+def _submit_block(client: Any, matrices: list[Any], lo: int, hi: int, config: CollaborativeConfig
+                  ) -> tuple[Any, list[Any]]:
+    """Futures of one block: a partial per partition, a fan-in-2 tree of sums, the top-k.
+
+    Returns the top-k future and every intermediate one (the caller holds
+    them until the result is in: a future released while its dependent's
+    graph is on its way to the scheduler is forgotten).
+    """
     level = [client.submit(block_partial, m, lo, hi, priority=0) for m in matrices]
+    held = list(level)
     while len(level) > 1:  # fan-in 2: a reduce holds two partials and their sum
         nxt = [client.submit(add_blocks, level[i], level[i + 1], priority=1) for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
-    return client.submit(_block_result, level[0], lo, config, priority=2)
+        held.extend(level)
+    return client.submit(_block_result, level[0], lo, config, priority=2), held
 
 
 def _reduce_stats(client: Any, parts: list[Any], n_movies: int, config: CollaborativeConfig,
                   bm25_avg: float | None) -> dict[str, Any]:
     """Sum :func:`partition_stats` over the partitions (a tree of adds on the cluster; the total to the client)."""
     level = [client.submit(partition_stats, p, n_movies, config, bm25_avg) for p in parts]
+    held = [level]
     while len(level) > 1:
         nxt = [client.submit(add_stats, level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
+        held.append(level)
     return level[0].result()

@@ -80,11 +80,6 @@ log = logging.getLogger(__name__)
 MOVIE_IDX = "movie_idx"
 #: Target rows per user partition after the shuffle (the partition is the unit a worker holds and the writer streams).
 ROWS_PER_PARTITION = 1_000_000
-#: Columns of a read part after validation and indexing (what the shuffle moves).
-_READ_META = pd.DataFrame({C.USER: pd.Series([], dtype=np.int64), MOVIE_IDX: pd.Series([], dtype=np.int32),
-                           C.WATCHED_MINUTES: pd.Series([], dtype=np.float64),
-                           C.DATETIME: pd.Series([], dtype="datetime64[ns]")})
-
 
 def read_indexed_part(part: Part, movie_ids: pd.Index) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read and validate one part on a worker; its rows with ``movie_idx`` (known movies only) and its counts."""
@@ -121,7 +116,10 @@ SAMPLE_USERS = 10_000
 
 def user_sample(frame: pd.DataFrame) -> np.ndarray:
     """Up to :data:`SAMPLE_USERS` evenly spaced distinct user ids of a part (for the boundaries)."""
-    users = np.unique(frame[C.USER].to_numpy())
+    user = frame[C.USER].to_numpy()
+    if len(user) > 20 * SAMPLE_USERS:  # evenly spaced rows first: np.unique of a whole part is the cost
+        user = user[np.linspace(0, len(user) - 1, 20 * SAMPLE_USERS).astype(np.int64)]
+    users = np.unique(user)
     if len(users) <= SAMPLE_USERS:
         return users
     return users[np.linspace(0, len(users) - 1, SAMPLE_USERS).astype(np.int64)]
@@ -179,12 +177,15 @@ def _add_summaries(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tree(client: Any, futures: list[Any], add: Any) -> Any:
+    """``add`` over ``futures`` in a fan-in-2 tree on the cluster; the total on the client."""
     level = list(futures)
+    held = [level]  # intermediate futures stay referenced until the total is in
     while len(level) > 1:
         nxt = [client.submit(add, level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
+        held.append(level)
     return level[0].result()
 
 
@@ -197,13 +198,9 @@ def _interactions_frame(part: pd.DataFrame, movie_ids: pd.Index) -> pd.DataFrame
 
 
 def _stream(client: Any, futures: list[Any], convert: Any) -> Any:
-    """Yield ``convert(partition)`` in order, fetching one partition ahead (at most two on the client)."""
-    if not futures:
-        return
-    nxt = futures[0]
-    for i in range(len(futures)):
-        frame = nxt.result()
-        nxt = futures[i + 1] if i + 1 < len(futures) else None
+    """Yield ``convert(partition)`` in partition (user) order, fetching one partition at a time to the client."""
+    for future in futures:
+        frame = future.result()
         yield convert(frame)
         del frame
 
@@ -232,7 +229,7 @@ def compute_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame,
     counts["ratings_join"] = join_stats
     timer.lap("ratings")
     # catalogue-sized: one worker computes both, beside the interaction stages
-    content = client.submit(content_similarities, movies, config.similarity, pure=False)
+    content = client.submit(content_similarities, client.scatter(movies), config.similarity, pure=False)
 
     movie_ids = pd.Index(movies[C.MOVIE])
     n_movies = len(movie_ids)
@@ -242,7 +239,6 @@ def compute_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame,
         read = client.map(read_indexed_part, parts, movie_ids=ids_future, pure=False)
         read_counts = client.gather([client.submit(operator.getitem, f, 1) for f in read])
         frames = [client.submit(operator.getitem, f, 0) for f in read]
-        del read
         rows = sum(c["rows"] for c in read_counts)
         dropped = sum(c["dropped"] for c in read_counts)
         counts["interaction_rows"] = rows
@@ -263,11 +259,13 @@ def compute_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame,
         cuts = user_cuts(client.gather([client.submit(user_sample, f) for f in frames]), n_out)
         duration_future = client.scatter(duration, broadcast=True)
         split = [client.submit(split_by_user, f, cuts) for f in frames]
-        del frames
-        pair_parts = [client.submit(user_partition_from_pieces, n_movies, duration_future,
-                                    *[client.submit(operator.getitem, f, j) for f in split]) for j in range(len(cuts) + 1)]
+        pieces = [[client.submit(operator.getitem, f, j) for f in split] for j in range(len(cuts) + 1)]
+        pair_parts = [client.submit(user_partition_from_pieces, n_movies, duration_future, *range_pieces)
+                      for range_pieces in pieces]
         wait(pair_parts)
-        del split
+        # every intermediate future is held until its dependents are done: a future released while its
+        # dependent's graph is still on its way to the scheduler is forgotten ("lost dependencies")
+        del read, frames, split, pieces
         log.info("features: read %d parts, range-partitioned by user into %d partitions, sessions aggregated "
                  "(%.1f s)", len(parts), len(pair_parts), time.perf_counter() - started)
         summary = _tree(client, [client.submit(partition_summary, p, n_movies) for p in pair_parts], _add_summaries)
@@ -309,13 +307,6 @@ def compute_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame,
                           timings=timer.timings)
 
 
-def _pairs_meta() -> pd.DataFrame:
-    return pd.DataFrame({
-        C.USER: pd.Series([], dtype=np.int64), MOVIE_IDX: pd.Series([], dtype=np.int32),
-        C.WATCHED_MINUTES: pd.Series([], dtype=np.float64), C.DATETIME: pd.Series([], dtype="datetime64[ns]"),
-        C.N_SESSIONS: pd.Series([], dtype=np.int64), C.WATCH_RATIO: pd.Series([], dtype=np.float64)})
-
-
 def run_dask_pipeline(paths: PipelinePaths, config: PipelineConfig = PipelineConfig(), *,
                       ratings_extra: pd.DataFrame | None = None, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
                       scheduler: str | None = None, n_workers: int | None = None,
@@ -327,6 +318,8 @@ def run_dask_pipeline(paths: PipelinePaths, config: PipelineConfig = PipelineCon
     from rekko.pipeline.sources import redact
 
     check_outputs(paths)
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:  # without -v: Dask's own INFO chatter stays out
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     timer = _Timer()
     with progress.stage("ingest") as report:
         # workers run in other folders (or on other machines sharing the mount): local parts go by absolute path

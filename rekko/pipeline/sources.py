@@ -123,8 +123,15 @@ def _filesystem(url: str) -> tuple[Any, str]:
         import fsspec
     except ImportError:  # pragma: no cover - pandas installs fsspec with the dask extra
         raise InputFileError(f"{redact(url)}: reading URLs needs fsspec (pip install 'rekko[dask]')") from None
+    options: dict[str, Any] = {}
+    if url.split("://", 1)[0].lower() in ("s3", "s3a"):
+        # the endpoint from the environment, passed explicitly: fsspec caches filesystems by their arguments,
+        # and one built for another endpoint must not be reused; listings are read fresh on every run
+        options["use_listings_cache"] = False
+        if os.environ.get("AWS_ENDPOINT_URL"):
+            options["endpoint_url"] = os.environ["AWS_ENDPOINT_URL"]
     try:
-        return fsspec.core.url_to_fs(url)
+        return fsspec.core.url_to_fs(url, **options)
     except ImportError as exc:
         raise InputFileError(f"{redact(url)}: no filesystem driver for this URL ({exc}); for s3:// install "
                              "'rekko[dask]' (s3fs)") from None
