@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from rekko.cli_args import add_path_options
+from rekko.config import AutoTuneConfig
 from rekko.evaluation.splitters import MODEL_SEES
 from rekko.evaluation.run import (
     MODELS,
@@ -58,8 +59,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common(ev)
     ev.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     ev.add_argument(
-        "--params", type=Path, help="rekko's parameters: a `rekko tune` JSON or a manifest (default: built-in)"
+        "--params", type=Path,
+        help="rekko's parameters: a `rekko tune` JSON or a manifest (default: what `rekko pipeline` ships, i.e. "
+             "tuned on the train part as the pipeline tunes on its input)"
     )
+    ev.add_argument("--no-tune", action="store_true",
+                    help="without --params: rekko with the built-in parameters (`rekko pipeline --no-tune`)")
+    ev.add_argument("--tune-budget", type=float, default=AutoTuneConfig().budget_s, metavar="SECONDS",
+                    help="without --params: the pipeline's tuning budget (default: %(default)g)")
     ev.add_argument(
         "--json", type=Path, default=Path("evaluation/metrics.json"), help="JSON output (default: %(default)s)"
     )
@@ -102,20 +109,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace, models: tuple[str, ...] = tuple(MODELS)) -> EvalConfig:
+    tuning = {"tune": not args.no_tune, "tune_budget": args.tune_budget} if hasattr(args, "no_tune") else {}
     return EvalConfig(split=args.split, test_size=args.test_size, days=args.days, k=args.k, models=models,
-                      model_sees=args.model_sees)
+                      model_sees=args.model_sees, **tuning)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from rekko.config import RekkoParams
     from rekko.evaluation.report import write_html, write_json
     from rekko.evaluation.run import run_evaluation
 
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     config = _config(args, models)
-    params = params_from_file(args.params) if args.params else RekkoParams()
+    params = params_from_file(args.params) if args.params else None
     result = run_evaluation(*load_inputs(args.interactions, args.movies, args.ratings), config, params)
     print(result.split.description + f"; {result.split.stats['test_users']} test users, k = {config.k}")
+    if "tuned" in result.counts:
+        from rekko.pipeline.autotune import describe
+
+        print("rekko as the pipeline ships it for the train part: " + describe(result.counts["tuned"]))
     print(format_table(result.table, config.k))
     write_json(result, args.json)
     write_html(result, args.report)
