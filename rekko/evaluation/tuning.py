@@ -309,9 +309,17 @@ class _Search:
         self.clock, self.deadline = clock, deadline
         self.fits: dict[CollaborativeConfig, Fitted] = {base.collaborative: base}
         self.keep: set[CollaborativeConfig] = {base.collaborative, incumbent}
-        # each user's position in the seeded order: the validation pairs of a prefix are one comparison away
+        # the validation pairs as codes (position of the user in the seeded order) x movies + movie position:
+        # sorted, so the pairs of a prefix of users are a prefix of the codes
+        n_movies = len(base.movie_ids)
         position = pd.Series(np.arange(len(users)), index=users)
-        self.validation = validation.assign(_pos=position.reindex(validation[C.USER].to_numpy()).to_numpy())
+        user_pos = position.reindex(validation[C.USER].to_numpy()).to_numpy()
+        movie_pos = pd.Index(base.movie_ids).get_indexer(validation[C.MOVIE].astype(str).to_numpy())
+        known = movie_pos >= 0  # a validation movie outside the catalogue can never be recommended: a miss
+        self.codes = np.unique(user_pos[known].astype(np.int64) * n_movies + movie_pos[known])
+        self.n_relevant = np.bincount(user_pos.astype(np.int64), minlength=len(users))
+        self.n_movies = n_movies
+        self.rows = base.artifacts.user_rows(users)
         self.memo: dict[tuple[RekkoParams, int], float] = {}
         self.wide_k = max([incumbent.k, *wide_ks])
         self.wide: dict[tuple, _RowRanked] = {}
@@ -369,10 +377,9 @@ class _Search:
         if key in self.memo:
             return self.memo[key]
         self._check_time()
-        users = self.users[:n]
-        recs = self.recommender(params).recommend_all(self.k, user_ids=users)
-        validation = self.validation[self.validation["_pos"].to_numpy() < n]
-        value = metrics.ndcg(recs, validation[[C.USER, C.MOVIE]], self.k)
+        ranked = self.recommender(params).rank_rows(self.rows[:n], self.k)  # the kernel's batch path, as arrays
+        relevant = self.codes[: np.searchsorted(self.codes, n * self.n_movies)]
+        value = metrics.ndcg_arrays(ranked.movies, relevant, self.n_relevant[:n], self.k, self.n_movies)
         self.memo[key] = value
         self.user_evaluations += n
         self.trace.append({**params.to_dict(), "ndcg": value, "users": n})
