@@ -323,6 +323,7 @@ class _Search:
         self.memo: dict[tuple[RekkoParams, int], float] = {}
         self.wide_k = max([incumbent.k, *wide_ks])
         self.wide: dict[tuple, _RowRanked] = {}
+        self.by_recency: dict[str, Fitted] = {}
         self.scorers: dict[tuple, kernel.Scorer] = {}
         self.trace: list[dict[str, object]] = []
         self.user_evaluations = 0
@@ -330,18 +331,31 @@ class _Search:
     def fitted_for(self, cf: CollaborativeConfig) -> Fitted:
         if cf not in self.fits:
             self._check_time()
-            wide_k = max(self.wide_k, cf.k)
-            same_matrix = _similarity_key(cf) == _similarity_key(self.base.collaborative) and cf.k == self.base.collaborative.k
-            if cf.k < wide_k and not same_matrix:
-                # the top-k of a similarity is the top of its top-K (K > k): one product serves every k of the
-                # grid (equal up to ties at the k-th neighbour, where the product's own cut may pick another)
-                key = _similarity_key(cf)
-                if key not in self.wide:
-                    self.wide[key] = _RowRanked(self.base.with_collaborative(replace(cf, k=wide_k)).sim_cf)
-                self.fits[cf] = self.base.with_collaborative(cf, sim_cf=self.wide[key].top(cf.k))
+            base_cf = self.base.collaborative
+            if cf.recency != base_cf.recency:
+                # the recency ranks once per mode (not once per similarity tried with it)
+                if cf.recency not in self.by_recency:
+                    self.by_recency[cf.recency] = self.base.with_collaborative(replace(base_cf, recency=cf.recency))
+                self.fits[cf] = self._with_similarity(self.by_recency[cf.recency], cf)
             else:
-                self.fits[cf] = self.base.with_collaborative(cf)
+                self.fits[cf] = self._with_similarity(self.base, cf)
         return self.fits[cf]
+
+    def _with_similarity(self, start: Fitted, cf: CollaborativeConfig) -> Fitted:
+        """``start`` (the base with ``cf``'s recency) with ``cf``'s co-watching similarity."""
+        start.artifacts  # built once here, shared by every similarity tried with this recency
+        wide_k = max(self.wide_k, cf.k)
+        base_cf = self.base.collaborative
+        if _similarity_key(cf) == _similarity_key(base_cf) and cf.k == base_cf.k:
+            return start.with_collaborative(cf)  # the base's own similarity
+        # the top-k of a similarity is the top of its top-K (K >= k): one product serves every k of the
+        # grid (equal up to ties at the k-th neighbour, where the product's own cut may pick another)
+        key = _similarity_key(cf)
+        if key not in self.wide:
+            self.wide[key] = _RowRanked(self.base.with_collaborative(replace(base_cf, **{
+                **{n: getattr(cf, n) for n in ("weighting", "bm25_k1", "bm25_b", "rp3_alpha", "rp3_beta")},
+                "k": wide_k})).sim_cf)
+        return start.with_collaborative(cf, sim_cf=self.wide[key].top(cf.k))
 
     def recommender(self, params: RekkoParams) -> Recommender:
         """The shipped recommender for ``params``, its combined similarity reused across half-lives and movie weights.
@@ -433,12 +447,19 @@ class _RowRanked:
 
     def __init__(self, matrix: sp.csr_matrix) -> None:
         m = sp.csr_matrix(matrix, dtype=np.float32)
+        m.sort_indices()
         counts = np.diff(m.indptr)
         rows = np.repeat(np.arange(m.shape[0]), counts)
-        order = np.lexsort((m.indices, -m.data, rows))
+        slot = np.arange(m.nnz) - np.repeat(m.indptr[:-1], counts)  # place in the row (column order)
+        width = int(counts.max(initial=0))
+        # one short stable sort per row (rows hold <= K entries): equal values keep the column order
+        padded = np.full((m.shape[0], max(width, 1)), np.inf, dtype=np.float32)
+        padded[rows, slot] = -m.data
+        order = np.argsort(padded, axis=1, kind="stable")
+        rank_of_slot = np.empty_like(order)
+        np.put_along_axis(rank_of_slot, order, np.arange(order.shape[1])[None, :], axis=1)
         self.matrix = m
-        self.rank = np.empty(len(order), dtype=np.int64)
-        self.rank[order] = np.arange(len(order)) - np.repeat(m.indptr[:-1], counts)
+        self.rank = rank_of_slot[rows, slot]
         self.rows = rows
 
     def top(self, k: int) -> sp.csr_matrix:
