@@ -314,7 +314,7 @@ class AutoTuneConfig(ConfigBase):
     """
 
     enabled: bool = True
-    budget_s: float = 5.0
+    budget_s: float = 6.0
     min_users: int = 500
     min_history: int = 5
     max_users: int = 2000

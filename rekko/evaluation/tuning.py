@@ -150,6 +150,8 @@ class TuneResult:
     user_evaluations: int = 0
     #: False when the budget stopped the search before its last stage
     complete: bool = True
+    #: the best validation NDCG and the seconds spent when each stage began (then "end")
+    stages: list[dict[str, object]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -163,6 +165,7 @@ class TuneResult:
             "evaluations": len(self.trace),
             "user_evaluations": self.user_evaluations,
             "complete": self.complete,
+            "stages": self.stages,
             "seconds": round(self.seconds, 2),
         }
 
@@ -232,6 +235,7 @@ def search(
     start_value = run.score(start, len(users))  # OutOfTime here: no full evaluation, the caller keeps defaults
     best, best_value = start, start_value
     complete = True
+    stages: list[dict[str, object]] = []
     try:
         # search with weights relative to cf = 1 (a start without the co-watching part gets it, or step 1 is blind)
         seed = replace(start, blend=_relative_to_cf(start.blend))
@@ -241,6 +245,8 @@ def search(
                 best, best_value = seed, value
         blend_rounds = config.rounds
         for stage in grids.stages:
+            stages.append({"stage": stage, "ndcg_before": round(best_value, 6),
+                           "seconds_at_start": round(clock() - t0, 2)})
             if stage == "recency":
                 candidates = [replace(best, collaborative=replace(best.collaborative, recency=recency))
                               .with_half_life(half_life)
@@ -296,6 +302,8 @@ def search(
         users=len(users),
         user_evaluations=run.user_evaluations,
         complete=complete,
+        stages=stages + [{"stage": "end", "ndcg_before": round(best_value, 6),
+                          "seconds_at_start": round(seconds, 2)}],
     )
 
 
@@ -369,17 +377,17 @@ class _Search:
         b = params.blend
         key = (params.collaborative, b.md, b.desc, b.cf)
         rec = Recommender(fitted.artifacts, b, scorer=self.scorers.get(key))
-        if key not in self.scorers:
-            self.scorers = {k: v for k, v in self.scorers.items() if k[0] in self.fits}
-            self.scorers[key] = rec.scorer_
+        self.scorers.setdefault(key, rec.scorer_)
         return rec
 
-    def forget(self, alive: Sequence[CollaborativeConfig]) -> None:
-        """Drop the fits no live candidate, the incumbent or the base uses (each is a full top-k matrix)."""
-        wanted = self.keep | set(alive)
+    def forget(self, alive: Sequence[RekkoParams]) -> None:
+        """Drop the fits and combined similarities no live candidate or the incumbent uses (each is a full
+        top-k matrix: memory stays a few of them, not one per candidate)."""
+        wanted = self.keep | {p.collaborative for p in alive}
         for cf in [c for c in self.fits if c not in wanted]:
             del self.fits[cf]
-        self.scorers = {k: v for k, v in self.scorers.items() if k[0] in self.fits}
+        scorers = {(p.collaborative, p.blend.md, p.blend.desc, p.blend.cf) for p in alive}
+        self.scorers = {k: v for k, v in self.scorers.items() if k in scorers}
 
     def _check_time(self) -> None:
         if self.deadline is not None and self.clock() > self.deadline:
@@ -432,9 +440,9 @@ class _Search:
             keep = max(1, math.ceil(len(alive) / config.eta))
             order = sorted(range(len(alive)), key=lambda i: (-values[i], i))[:keep]
             alive = [alive[i] for i in sorted(order)]
-            self.forget([c.collaborative for c in alive])
+            self.forget([incumbent, *alive])
         i = max(range(len(alive)), key=lambda j: (values[j], -j))
-        self.forget([incumbent.collaborative] + [alive[i].collaborative])
+        self.forget([incumbent, alive[i]])
         if values[i] > incumbent_value + 1e-12:
             self.keep = {self.base.collaborative, alive[i].collaborative}
             return alive[i], values[i]
@@ -520,6 +528,7 @@ def update_manifest(path, result: TuneResult) -> str:
                 f"the co-watching similarity was built with {built}, tuned {tuned['collaborative']}: "
                 "rerun `rekko pipeline` to rebuild it"
             )
-        manifest.parameters = {**manifest.parameters, "blend": tuned["blend"], "tuned": result.to_dict()}
+        manifest.parameters = {**manifest.parameters, "blend": tuned["blend"],
+                               "tuned": {"source": "rekko tune", **result.to_dict()}}
         write_manifest(manifest, Path(path))
     return note

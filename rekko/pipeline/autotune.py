@@ -150,6 +150,7 @@ def tune_on_input(
         evaluations=len(result.trace),
         user_evaluations=result.user_evaluations,
         complete=result.complete,
+        stages=result.stages,
     )
     return Outcome(result.params, summary)
 
