@@ -386,6 +386,8 @@ class _Search:
         wanted = self.keep | {p.collaborative for p in alive}
         for cf in [c for c in self.fits if c not in wanted]:
             del self.fits[cf]
+        similarities = {_similarity_key(cf) for cf in wanted}
+        self.wide = {k: v for k, v in self.wide.items() if k in similarities}
         scorers = {(p.collaborative, p.blend.md, p.blend.desc, p.blend.cf) for p in alive}
         self.scorers = {k: v for k, v in self.scorers.items() if k in scorers}
 
@@ -467,8 +469,8 @@ class _RowRanked:
         rank_of_slot = np.empty_like(order)
         np.put_along_axis(rank_of_slot, order, np.arange(order.shape[1])[None, :], axis=1)
         self.matrix = m
-        self.rank = rank_of_slot[rows, slot]
-        self.rows = rows
+        self.rank = rank_of_slot[rows, slot].astype(np.int32)
+        self.rows = rows.astype(np.int32)
 
     def top(self, k: int) -> sp.csr_matrix:
         keep = self.rank < k
