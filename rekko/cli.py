@@ -45,9 +45,10 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
                              "settings (by default the pipeline tunes them on a validation split of its input when "
                              f"at least {AutoTuneConfig().min_users} users have {AutoTuneConfig().min_history}+ "
                              "watched movies)")
-    parser.add_argument("--tune-budget", type=seconds_type, default=AutoTuneConfig().budget_s, metavar="SECONDS",
+    parser.add_argument("--tune-budget", type=seconds_type, default=None, metavar="SECONDS",
                         help="wall seconds the tuning may take; the best found so far is used when it runs out, the "
-                             "defaults if the defaults were not yet scored (default: %(default)g)")
+                             "defaults if the defaults were not yet scored (default: as long as the stages before "
+                             f"it took, at least {AutoTuneConfig().min_budget_s:g} s)")
     parser.add_argument("--lock-timeout", type=seconds_type, default=DEFAULT_LOCK_TIMEOUT, metavar="SECONDS",
                         help="how long to wait for another pipeline writing the same artifacts, then exit 2 "
                              f"(default: {DEFAULT_LOCK_TIMEOUT:g}; 0 = do not wait)")

@@ -307,14 +307,18 @@ class AutoTuneConfig(ConfigBase):
     ``min_users`` users have ``min_history`` movies: below that, the
     validation NDCG's standard error (about 0.3 / sqrt(users), 0.013 at 500)
     is as large as the differences tuning looks for, and the defaults are the
-    safer choice. ``budget_s`` bounds the tuning's wall time (the carving, the
+    safer choice. The budget bounds the tuning's wall time (the carving, the
     train part's features and co-watching fits, the search); the search stops
     where it is when it runs out, and the defaults stay if the start was not
     yet scored on every validation user.
     """
 
     enabled: bool = True
-    budget_s: float = 6.0
+    #: wall seconds for tuning; None (the default): as long as the pipeline's stages before it took (ratings,
+    #: features, content similarity), at least ``min_budget_s``: tuning at most doubles the build, and a busy
+    #: machine, slower at both, still gets as far in the search
+    budget_s: float | None = None
+    min_budget_s: float = 6.0
     min_users: int = 500
     min_history: int = 5
     max_users: int = 2000
@@ -327,7 +331,9 @@ class AutoTuneConfig(ConfigBase):
         o = "tuning"
         if not isinstance(self.enabled, bool):
             raise ConfigError(f"{o}.enabled must be true or false, got {self.enabled!r}")
-        self._set("budget_s", _check_number(o, "budget_s", self.budget_s))
+        if self.budget_s is not None:
+            self._set("budget_s", _check_number(o, "budget_s", self.budget_s))
+        self._set("min_budget_s", _check_number(o, "min_budget_s", self.min_budget_s))
         for name in ("min_users", "min_history", "max_users", "max_holdout", "k"):
             self._set(name, _check_int(o, name, getattr(self, name)))
         self._set("holdout_share", _check_number(o, "holdout_share", self.holdout_share, strict=True, maximum=1.0))

@@ -8,7 +8,6 @@ import logging
 from pathlib import Path
 
 from rekko.cli_args import add_path_options
-from rekko.config import AutoTuneConfig
 from rekko.evaluation.splitters import MODEL_SEES
 from rekko.evaluation.run import (
     MODELS,
@@ -65,8 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--no-tune", action="store_true",
                     help="without --params: rekko with the built-in parameters (`rekko pipeline --no-tune`)")
-    ev.add_argument("--tune-budget", type=float, default=AutoTuneConfig().budget_s, metavar="SECONDS",
-                    help="without --params: the pipeline's tuning budget (default: %(default)g)")
+    ev.add_argument("--tune-budget", type=float, default=None, metavar="SECONDS",
+                    help="without --params: the pipeline's tuning budget (default: as `rekko pipeline`)")
     ev.add_argument(
         "--json", type=Path, default=Path("evaluation/metrics.json"), help="JSON output (default: %(default)s)"
     )

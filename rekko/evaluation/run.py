@@ -61,7 +61,7 @@ class EvalConfig:
     #: the "rekko" model without --params: what `rekko pipeline` ships, i.e. tuned on the train part as the
     #: pipeline tunes on its input (False: the built-in defaults, as `rekko pipeline --no-tune`)
     tune: bool = True
-    tune_budget: float = AutoTuneConfig().budget_s
+    tune_budget: float | None = None  # None: as the pipeline (as long as fitting the train part took, >= 6 s)
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -141,7 +141,8 @@ def check_recommendations(name: str, recs: pd.DataFrame, train: pd.DataFrame, k:
         raise AssertionError(f"model {name!r} broke the recommendation contract: {bad}")
 
 
-def shipped_params(fitted: M.Fitted, config: EvalConfig) -> tuple[M.RekkoParams, dict[str, object]]:
+def shipped_params(fitted: M.Fitted, config: EvalConfig,
+                   reference_s: float = 0.0) -> tuple[M.RekkoParams, dict[str, object]]:
     """What ``rekko pipeline`` would ship when given ``fitted``'s train part: its own tuning on that input.
 
     The same function the pipeline calls (:func:`rekko.pipeline.autotune.tune_on_input`) on the same
@@ -151,7 +152,10 @@ def shipped_params(fitted: M.Fitted, config: EvalConfig) -> tuple[M.RekkoParams,
 
     pipeline = PipelineConfig(autotune=AutoTuneConfig(enabled=config.tune, budget_s=config.tune_budget))
     r = fitted.result
-    outcome = autotune.tune_on_input(r.interactions, r.movies, r.sim_md, r.sim_desc, pipeline)
+    # the budget's reference: the pipeline's stages before tuning, as the pipeline counts them
+    timings = r.timings
+    reference = sum(timings.get(name, 0.0) for name in ("ratings", "features", "similarity")) or reference_s
+    outcome = autotune.tune_on_input(r.interactions, r.movies, r.sim_md, r.sim_desc, pipeline, reference_s=reference)
     return (outcome.params or pipeline.params), outcome.summary
 
 

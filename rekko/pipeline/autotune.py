@@ -92,13 +92,16 @@ def tune_on_input(
     config: PipelineConfig,
     *,
     clock: Callable[[], float] = time.perf_counter,
+    reference_s: float = 0.0,
 ) -> Outcome:
     """Tune ``config``'s blend and collaborative settings on a validation split of ``interactions``.
 
     ``interactions`` are the pipeline's ``interactions_upd`` rows (one per user
     and movie, watch ratio and dates), ``movies`` its movies in artifact order
     (with or without the movie features, which are recomputed on the train
-    part), ``sim_md``/``sim_desc`` its content similarities.
+    part), ``sim_md``/``sim_desc`` its content similarities. ``reference_s``:
+    the seconds the build took so far, the budget when ``budget_s`` is None
+    (at least ``min_budget_s``).
     """
     from rekko.evaluation.models import Fitted
     from rekko.evaluation.tuning import OutOfTime, TuneConfig, search
@@ -108,8 +111,9 @@ def tune_on_input(
 
     t0 = clock()
     s = config.autotune
+    budget = s.budget_s if s.budget_s is not None else round(max(s.min_budget_s, reference_s), 2)
     start = config.params
-    base: dict[str, Any] = {"source": "pipeline", "objective": "ndcg", "k": s.k, "budget_s": s.budget_s,
+    base: dict[str, Any] = {"source": "pipeline", "objective": "ndcg", "k": s.k, "budget_s": budget,
                             "threshold": {"min_users": s.min_users, "min_history": s.min_history}}
 
     def done(status: str, reason: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -135,14 +139,14 @@ def tune_on_input(
     base.update(validation_pairs=int(is_validation.sum()), train_rows=len(train))
     try:
         result = search(fitted, validation, config=TuneConfig(k=s.k, max_users=len(users), seed=s.seed,
-                                                               budget_s=s.budget_s),
+                                                               budget_s=budget),
                         start=start, clock=clock, started=t0)
     except OutOfTime:
-        return Outcome(None, done("kept defaults", f"the {s.budget_s:g} s budget ran out before a first full "
+        return Outcome(None, done("kept defaults", f"the {budget:g} s budget ran out before a first full "
                                                    "evaluation of the defaults"))
     summary = done(
         "tuned",
-        None if result.complete else f"the {s.budget_s:g} s budget ran out: best of the stages searched",
+        None if result.complete else f"the {budget:g} s budget ran out: best of the stages searched",
         parameters=result.params.to_dict(),
         start_ndcg=round(float(result.start_ndcg), 6),
         validation_ndcg=round(float(result.validation_ndcg), 6),

@@ -159,7 +159,8 @@ def _compute(held: dict[str, pd.DataFrame], movies_raw: pd.DataFrame, ratings: p
     timer.lap("similarity")
     if config.autotune.enabled or config.tuned is None:
         with progress.stage("tuning", of=progress.count(len(users), "users")) as report:
-            outcome = autotune.tune_on_input(interactions, movies, sim_md, sim_desc, config, clock=clock)
+            outcome = autotune.tune_on_input(interactions, movies, sim_md, sim_desc, config, clock=clock,
+                                             reference_s=sum(timer.timings.values()))
             report.facts["status"] = outcome.summary["status"]
         if outcome.params is not None and outcome.params.collaborative.recency != config.collaborative.recency:
             interactions[C.RECENCY_RANK] = recency_rank(interactions, outcome.params.collaborative.recency).astype(
