@@ -82,8 +82,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fit rekko's blend weights, recency and co-watching k on a validation split of the train part",
         description=(
             "Hold out the test part exactly as `rekko evaluate` does, carve a validation split from the rest the same "
-            "way, and search the blend weights, the recency half-life and the co-watching similarity (k, BM25/cosine) "
-            "for the best NDCG@k on the validation split. The test part is never looked at. The parameters go to a "
+            "way, and search the recency, the blend weights and the co-watching similarity (k, BM25/cosine/RP3beta) "
+            "for the best NDCG@k on the validation split, by successive halving over validation users. The test part is never looked at. The parameters go to a "
             "JSON file and into the manifest, where `rekko recommend` reads them."
         ),
     )

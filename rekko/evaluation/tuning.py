@@ -47,6 +47,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -76,6 +77,8 @@ CF_WEIGHTING_GRID = ("bm25", "cosine", "rp3beta")
 RP3_GRID: tuple[tuple[float, float], ...] = ((1.0, 0.5), (0.8, 0.3), (0.6, 0.4))
 
 
+#: Combined similarities kept for reuse (each is a full matrix, 40 MB at the seed's scale)
+SCORERS_KEPT = 2
 #: The stages of the search, in order (see the module docstring). A stage name may repeat.
 STAGES: tuple[str, ...] = ("recency", "blend", "similarity", "blend", "half_life")
 #: The blend weights tuned by coordinate, relative to ``cf = 1``.
@@ -332,7 +335,7 @@ class _Search:
         self.wide_k = max([incumbent.k, *wide_ks])
         self.wide: dict[tuple, _RowRanked] = {}
         self.by_recency: dict[str, Fitted] = {}
-        self.scorers: dict[tuple, kernel.Scorer] = {}
+        self.scorers: OrderedDict[tuple, kernel.Scorer] = OrderedDict()
         self.trace: list[dict[str, object]] = []
         self.user_evaluations = 0
 
@@ -377,7 +380,12 @@ class _Search:
         b = params.blend
         key = (params.collaborative, b.md, b.desc, b.cf)
         rec = Recommender(fitted.artifacts, b, scorer=self.scorers.get(key))
-        self.scorers.setdefault(key, rec.scorer_)
+        if key in self.scorers:
+            self.scorers.move_to_end(key)
+        else:
+            self.scorers[key] = rec.scorer_
+            while len(self.scorers) > SCORERS_KEPT:  # each holds a combined matrix: memory, not one per candidate
+                self.scorers.popitem(last=False)
         return rec
 
     def forget(self, alive: Sequence[RekkoParams]) -> None:
@@ -388,8 +396,10 @@ class _Search:
             del self.fits[cf]
         similarities = {_similarity_key(cf) for cf in wanted}
         self.wide = {k: v for k, v in self.wide.items() if k in similarities}
+        recencies = {cf.recency for cf in wanted}
+        self.by_recency = {k: v for k, v in self.by_recency.items() if k in recencies}
         scorers = {(p.collaborative, p.blend.md, p.blend.desc, p.blend.cf) for p in alive}
-        self.scorers = {k: v for k, v in self.scorers.items() if k in scorers}
+        self.scorers = OrderedDict((k, v) for k, v in self.scorers.items() if k in scorers)
 
     def _check_time(self) -> None:
         if self.deadline is not None and self.clock() > self.deadline:

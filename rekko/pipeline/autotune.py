@@ -128,7 +128,9 @@ def tune_on_input(
     if eligible < s.min_users:
         return Outcome(None, done("skipped", f"{eligible} users have >= {s.min_history} watched movies, "
                                              f"fewer than the {s.min_users} tuning needs"))
-    train = interactions[~is_validation].reset_index(drop=True)
+    # only what ranking, the co-watching fits and the recency modes read: each recency mode tried copies it
+    needed = [c for c in (C.USER, C.MOVIE, "movie_idx", C.WATCH_RATIO, C.DATETIME) if c in interactions.columns]
+    train = interactions.loc[~is_validation, needed].reset_index(drop=True)
     validation = interactions.loc[is_validation, [C.USER, C.MOVIE]].astype({C.MOVIE: str}).reset_index(drop=True)
     train[C.RECENCY_RANK] = recency_rank(train, start.collaborative.recency).astype(np.int32)
     movie_ids = movies[C.MOVIE].astype(str).to_numpy()
