@@ -4,6 +4,7 @@
 #   docker run --rm rekko                                 # demo on the embedded sample
 #   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD/data:/app/data" -v "$PWD/matrix:/app/matrix" \
 #     -e P1=data/interactions.parquet ... -e P9=matrix/cos_sim_desc.pkl rekko   # pipeline
+#   docker compose -f deploy/compose.yaml up -d                # a Dask scheduler and two workers
 #
 # Two stages: the first installs rekko and its wheels into a virtualenv, the second copies only
 # that virtualenv, so no pip cache, build tree or compiler reaches the final image.
@@ -14,10 +15,11 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 WORKDIR /src
 # Dependencies first, from pyproject.toml alone, so this slow layer stays cached while only the
-# code changes. The `serve` extra brings the HTTP API (pip only warns while it is not defined).
+# code changes. The `serve` extra brings the HTTP API, the `dask` extra the Dask engine and the
+# `dask scheduler` / `dask worker` commands of REKKO_MODE=scheduler|worker.
 COPY pyproject.toml README.md ./
 RUN mkdir rekko && touch rekko/__init__.py \
- && /opt/venv/bin/pip install --no-cache-dir ".[serve]" \
+ && /opt/venv/bin/pip install --no-cache-dir ".[serve,dask]" \
  && /opt/venv/bin/pip uninstall --yes --quiet rekko \
  && rm -rf rekko build
 COPY rekko/ ./rekko/
@@ -58,4 +60,6 @@ RUN rekko pipeline \
  && rekko recommend --all-users --output /tmp/warm.parquet \
  && rm /tmp/warm.parquet
 EXPOSE 80
+# REKKO_MODE=scheduler: the Dask scheduler and its dashboard (no authentication: private networks only).
+EXPOSE 8786 8787
 ENTRYPOINT ["/app/entrypoint.sh"]

@@ -8,9 +8,21 @@
 #   demo       no P variables at all
 #   serve      REKKO_MODE=serve: the HTTP API on ${HOST:-0.0.0.0}:${PORT:-80}; P3..P7 as in recommend
 #              mode; REKKO_SERVE_TOKEN (passed through) makes it ask for a bearer token
+#   scheduler  REKKO_MODE=scheduler: a Dask scheduler on ${HOST:-0.0.0.0}:${REKKO_DASK_PORT:-8786}, its
+#              dashboard on port ${REKKO_DASK_DASHBOARD_PORT:-8787}. It has no authentication: publish
+#              its ports only on a private network (see README, "Scaling out")
+#   worker     REKKO_MODE=worker: a Dask worker of the scheduler at $REKKO_DASK_SCHEDULER (required,
+#              e.g. tcp://scheduler:8786); it must see the artifacts at the same paths as the client
+#              (mount the same data folder at the same place)
 #
+# The engine: REKKO_ENGINE (local or dask) and REKKO_DASK_SCHEDULER reach the pipeline and recommend
+# modes unchanged (the CLI's --engine and --scheduler default to them; `rekko recommend --user-id`
+# always ranks in-process). A REKKO_ENGINE other than local or dask exits 2 here. P1..P9 keep their
+# meaning whatever the engine; the batch (`rekko recommend --all-users`) is a container argument:
+#   docker run -e REKKO_ENGINE=dask -e REKKO_DASK_SCHEDULER=tcp://scheduler:8786 ... rekko \
+#     recommend --all-users --output data/recs/
 # The mode is guessed from P1 (a whole number, e.g. 42 or -5 -> recommend; a path -> pipeline) unless
-# REKKO_MODE=pipeline|recommend|demo|serve says otherwise. Arguments given to the container go
+# REKKO_MODE=pipeline|recommend|demo|serve|scheduler|worker says otherwise. Arguments given to the container go
 # straight to the rekko CLI (`docker run rekko recommend --user-id 7`), ignoring P1..P9, except
 # options (`-e P1=7 -e P2=5 rekko --format json`): those are added to the mode's command.
 # The seed's lines carry stray spaces and typographic quotes (P1=’ data/interactions.parquet’):
@@ -89,7 +101,11 @@ check_writable() {
 # Run the CLI through the console script when installed, else as a module.
 # REKKO_ENTRYPOINT_DRY_RUN=1 prints the arguments (one a line) instead: for tests and debugging.
 run_rekko() {
-  printf '%s: rekko' "$PROG" >&2
+  printf '%s:' "$PROG" >&2
+  # the engine variables the CLI will read, shown in front of the command as a shell would take them
+  [[ -n "${REKKO_ENGINE-}" ]] && printf ' REKKO_ENGINE=%q' "$REKKO_ENGINE" >&2
+  [[ -n "${REKKO_DASK_SCHEDULER-}" ]] && printf ' REKKO_DASK_SCHEDULER=%q' "$REKKO_DASK_SCHEDULER" >&2
+  printf ' rekko' >&2
   printf ' %q' "$@" >&2
   printf '\n' >&2
   if [[ "${REKKO_ENTRYPOINT_DRY_RUN-}" == 1 ]]; then
@@ -110,6 +126,34 @@ for var in "${VARS[@]}"; do
 done
 
 mode=$(clean "${REKKO_MODE-}" | tr '[:upper:]' '[:lower:]')
+
+# The engine variables, cleaned like P1..P9 and exported for the CLI (and dask worker) to read.
+engine=$(clean "${REKKO_ENGINE-}" | tr '[:upper:]' '[:lower:]')
+if [[ -n "$engine" ]]; then
+  [[ "$engine" == local || "$engine" == dask ]] || die "REKKO_ENGINE must be local or dask, got '$engine'"
+  export REKKO_ENGINE=$engine
+fi
+scheduler=$(clean "${REKKO_DASK_SCHEDULER-}")
+if [[ -n "$scheduler" ]]; then
+  export REKKO_DASK_SCHEDULER=$scheduler
+else
+  unset REKKO_DASK_SCHEDULER
+fi
+
+# Run a Dask process (scheduler or worker) from the image's virtualenv; dry run as for rekko.
+run_dask() {
+  printf '%s: dask' "$PROG" >&2
+  printf ' %q' "$@" >&2
+  printf '\n' >&2
+  if [[ "${REKKO_ENTRYPOINT_DRY_RUN-}" == 1 ]]; then
+    printf '%s\n' dask "$@"
+    exit 0
+  fi
+  if command -v dask >/dev/null 2>&1; then
+    exec dask "$@"
+  fi
+  exec "${PYTHON:-python3}" -m dask "$@"
+}
 extra=()
 if (($# > 0)); then
   if [[ "$1" == -* ]] && { $any_set || [[ -n "$mode" ]]; }; then
@@ -186,7 +230,17 @@ case "$mode" in
     done
     run_rekko "${args[@]}" "${extra[@]}"
     ;;
+  scheduler)
+    $any_set && warn "REKKO_MODE=scheduler: ignoring P1..P9"
+    run_dask scheduler --host "${HOST:-0.0.0.0}" --port "${REKKO_DASK_PORT:-8786}" \
+      --dashboard-address ":${REKKO_DASK_DASHBOARD_PORT:-8787}" "${extra[@]}"
+    ;;
+  worker)
+    $any_set && warn "REKKO_MODE=worker: ignoring P1..P9"
+    [[ -n "$scheduler" ]] || die "REKKO_MODE=worker needs REKKO_DASK_SCHEDULER, the scheduler's address (e.g. -e REKKO_DASK_SCHEDULER=tcp://scheduler:8786)"
+    run_dask worker "$scheduler" "${extra[@]}"
+    ;;
   *)
-    die "REKKO_MODE must be pipeline, recommend, demo or serve, got '$mode'"
+    die "REKKO_MODE must be pipeline, recommend, demo, serve, scheduler or worker, got '$mode'"
     ;;
 esac

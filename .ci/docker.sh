@@ -10,7 +10,10 @@
 #    no artifacts, a missing input, a P1 that is neither a path nor a user id, an unwritable
 #    mount; (e) the same lines under --user for a host user whose uid is not the image's 1000;
 #    (f) REKKO_MODE=serve behind the seed's -p 4000:80 with a REKKO_SERVE_TOKEN, when the image
-#    has the serve extra.
+#    has the serve extra; (g) deploy/compose.yaml: a Dask scheduler and two workers, the pipeline
+#    and the batch run through them, compared with a local run of the same image (artifacts and
+#    every user's list); compose is Docker's plugin, or Debian's docker-compose (installed if
+#    missing, as root).
 # Files written to mounts must belong to the host user, who reads and removes them.
 # Without a Docker engine (and no way to start one) it says so and exits 0, except when CI=true:
 # there every problem fails the run.
@@ -324,10 +327,130 @@ else
   say "(f) serve: not checked, the image has no serve extra (fastapi/uvicorn)"
 fi
 
+# --- 3g. a Dask cluster from deploy/compose.yaml ----------------------------------------------
+# A scheduler and two workers (REKKO_MODE=scheduler|worker), then the compose file's pipeline and
+# batch jobs over one mounted project folder; a plain local run of the same image on a copy of the
+# inputs is the reference: the artifacts and every user's list must be the same.
+COMPOSE=()
+if docker compose version >/dev/null 2>&1; then
+  COMPOSE=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+  COMPOSE=(docker-compose)
+elif [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  step "(g) installing Debian's docker-compose"
+  if apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1; }; then
+    COMPOSE=(docker-compose)
+  fi
+fi
+if ((${#COMPOSE[@]} == 0)); then
+  if [[ "${CI-}" == true ]]; then
+    fail "(g) no docker compose (plugin or docker-compose) and none could be installed"
+  else
+    say "(g) compose cluster: not checked, no docker compose here (apt-get install docker-compose)"
+  fi
+else
+  step "(g) deploy/compose.yaml with ${COMPOSE[*]}: scheduler + 2 workers, the pipeline and the batch"
+  CLUSTER=$SCRATCH/cluster REFERENCE=$SCRATCH/reference
+  make_project "$CLUSTER" "$HOST_UID" "$HOST_GID"
+  make_project "$REFERENCE" "$HOST_UID" "$HOST_GID"
+  COMPOSE_PROJECT=rekkoci$$
+  dashboard_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  compose() {
+    REKKO_IMAGE=$IMAGE REKKO_PROJECT=$CLUSTER REKKO_UID=$HOST_UID REKKO_GID=$HOST_GID \
+      REKKO_DASHBOARD_PORT=$dashboard_port REKKO_WORKER_MEMORY=1GB \
+      "${COMPOSE[@]}" -p "$COMPOSE_PROJECT" -f "$ROOT/deploy/compose.yaml" "$@"
+  }
+  compose_down() { compose down --remove-orphans --timeout 10 >/dev/null 2>&1 || true; }
+  trap 'compose_down; rm -rf "$SCRATCH"' EXIT
+  # compose() run: like run(), with the compose command in front
+  crun() {
+    local out err
+    out=$(mktemp) err=$(mktemp)
+    RC=0
+    compose "$@" >"$out" 2>"$err" || RC=$?
+    OUT=$(cat "$out") ERR=$(cat "$err")
+    rm -f "$out" "$err"
+  }
+  crun config -q
+  expect_ok "compose config" || true
+  crun up -d scheduler worker-1 worker-2
+  if expect_ok "compose up (scheduler, worker-1, worker-2)"; then
+    crun run --rm -T pipeline
+    expect_ok "compose run pipeline" && say "ok: pipeline job: $(grep -m1 '^pipeline:' <<<"$OUT")"
+    # the compose file's batch command, with partitions small enough that both workers get some
+    crun run --rm -T batch recommend --all-users -n 10 --partition-rows 3000 --output data/recs/
+    if expect_ok "compose run batch"; then
+      grep -q "batch recommend (dask) done" <<<"$ERR" || { fail "batch: no 'batch recommend (dask) done' line"; show; }
+      say "ok: batch job: $(grep -m1 '^wrote' <<<"$ERR")"
+      owned_by_host "$HOST_UID" "$HOST_GID" "$CLUSTER/data/recs/_manifest.json" "$CLUSTER/data/recs/part-00000.parquet"
+    fi
+    workers=$(compose logs --no-color scheduler 2>&1 | grep -c "Register worker" || true)
+    [[ "$workers" -ge 2 ]] || fail "the scheduler registered $workers workers, expected 2"
+    # the scheduler port is reachable from the project network only: not published on the host
+    published=$(docker ps --filter "label=com.docker.compose.project=$COMPOSE_PROJECT" --format '{{.Ports}}')
+    if grep -q '8786->' <<<"$published"; then fail "the scheduler port 8786 is published on the host: $published"; fi
+  else
+    compose logs --no-color 2>&1 | tail -30 >&2
+  fi
+  compose_down
+  trap 'rm -rf "$SCRATCH"' EXIT
+  # the reference: the local engine in one container, on a copy of the same inputs
+  run --rm "${user_args[@]}" -v "$REFERENCE/data:/app/data" -v "$REFERENCE/matrix:/app/matrix" "$IMAGE" -q pipeline
+  expect_ok "reference pipeline (local engine)" || true
+  run --rm "${user_args[@]}" -v "$REFERENCE/data:/app/data" -v "$REFERENCE/matrix:/app/matrix" "$IMAGE" \
+    -q recommend --all-users -n 10 --output data/local.parquet
+  expect_ok "reference batch (local engine)" || true
+  # and the local engine's batch on the cluster's own artifacts: the Dask batch must match it row for row
+  run --rm "${user_args[@]}" -v "$CLUSTER/data:/app/data" -v "$CLUSTER/matrix:/app/matrix" "$IMAGE" \
+    -q recommend --all-users -n 10 --output data/local_same.parquet
+  expect_ok "local batch on the cluster's artifacts" || true
+  run --rm -i -v "$CLUSTER:/cluster:ro" -v "$REFERENCE:/reference:ro" --entrypoint python "$IMAGE" - <<'PY'
+from pathlib import Path
+import json
+import numpy as np
+import pandas as pd
+from rekko.artifacts import read_topk
+
+cluster, reference = Path("/cluster"), Path("/reference")
+
+def frame(path):
+    df = pd.read_parquet(path)
+    for col in df.columns:
+        if isinstance(df[col].dtype, pd.CategoricalDtype) or df[col].dtype == object:
+            df[col] = df[col].astype(object).where(df[col].notna(), None).astype(str)
+    return df.reset_index(drop=True)
+
+for name in ("movies_rd", "int_coef", "movies_md_upd", "interactions_upd"):
+    a, b = frame(cluster / f"data/{name}.parquet"), frame(reference / f"data/{name}.parquet")
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=0, atol=1e-6, check_dtype=False)
+for name in ("cos_sim_md", "cos_sim_desc", "cos_sim_cf"):
+    a, b = read_topk(cluster / f"matrix/{name}.pkl", None), read_topk(reference / f"matrix/{name}.pkl", None)
+    assert np.array_equal(a.movie_ids, b.movie_ids), name
+    assert a.matrix.shape == b.matrix.shape and abs(a.matrix - b.matrix).max() <= 1e-6, name
+recs = frame(cluster / "data/recs")
+pd.testing.assert_frame_equal(recs, frame(cluster / "data/local_same.parquet"), check_exact=True)
+local = frame(reference / "data/local.parquet")  # other artifacts (within 1e-6): same lists, scores within 1e-6
+pd.testing.assert_frame_equal(recs.drop(columns="score"), local.drop(columns="score"), check_exact=True)
+assert np.abs(recs["score"].to_numpy() - local["score"].to_numpy()).max() <= 1e-6
+assert len(list((cluster / "data/recs").glob("part-*.parquet"))) > 1, "expected several partitions"
+manifest = json.loads((cluster / "matrix/manifest.json").read_text())
+engine = manifest.get("engine") or manifest.get("parameters", {}).get("engine") or "not recorded"
+parts = json.loads((cluster / "data/recs/_manifest.json").read_text())
+print(f"pipeline ({engine} engine): the same artifacts as the local engine's (similarities within 1e-6); batch "
+      f"({parts['engine']} engine, {parts['partitions']} partitions): the same {len(recs)} rows as the local batch "
+      f"on those artifacts, and the same lists as the local run's (scores within 1e-6) for "
+      f"{recs['user_id'].nunique()} users")
+PY
+  if expect_ok "compose cluster vs the local engine"; then
+    say "ok: $OUT"
+  fi
+fi
+
 # --- the host user cleans up --------------------------------------------------------------
 cd "$ROOT"
 chmod 0755 "$LOCKED/matrix"
-if as "$HOST_UID" "$HOST_GID" find "$PROJECT" "$LOCKED" "$EMPTY" -mindepth 1 -delete; then
+if as "$HOST_UID" "$HOST_GID" find "$PROJECT" "$LOCKED" "$EMPTY" ${CLUSTER:+"$CLUSTER"} ${REFERENCE:+"$REFERENCE"} -mindepth 1 -delete; then
   say "ok: the host user (uid $HOST_UID) removed every file rekko wrote"
 else
   fail "the host user (uid $HOST_UID) cannot remove the files rekko wrote"

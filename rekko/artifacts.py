@@ -159,6 +159,8 @@ class Manifest:
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     artifacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     chunk_table: dict[str, Any] | None = None
+    #: Which engine computed the set (``local`` or ``dask``); older manifests have none and mean ``local``.
+    engine: str = "local"
 
     def to_json(self) -> str:
         body = {k: v for k, v in self.__dict__.items() if not (k == "chunk_table" and v is None)}
@@ -210,6 +212,8 @@ def _validate_manifest(raw: dict[str, Any], source: str) -> None:
     for name in ("rekko_version", "created_at"):
         if name in raw and not isinstance(raw[name], str):
             raise _bad(source, name, "a string", raw[name])
+    if "engine" in raw and raw["engine"] not in ("local", "dask"):
+        raise _bad(source, "engine", "'local' or 'dask'", raw["engine"])
     for name in ("parameters", "counts", "inputs", "artifacts"):
         if name in raw and not isinstance(raw[name], dict):
             raise _bad(source, name, "an object", raw[name])

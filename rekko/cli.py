@@ -16,12 +16,15 @@ from pathlib import Path
 from rekko import __version__
 from rekko.cli_args import (
     add_artifact_options,
+    add_engine_options,
     add_path_options,
     artifact_paths,
+    engine_from_args,
     pipeline_paths,
 )
 from rekko.columns import Columns as C
 from rekko.config import AutoTuneConfig
+from rekko.distributed import PARTITION_ROWS
 from rekko.enrich import cli as enrich_cli
 from rekko.evaluation import cli as evaluation_cli
 from rekko.exceptions import ConfigError, RekkoError, quote
@@ -97,11 +100,17 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from rekko.pipeline.outputs import check_outputs
 
     paths = pipeline_paths(args)
+    engine = engine_from_args(args) if hasattr(args, "engine") else "local"
     check_outputs(paths)  # before enrichment's network traffic, not only before the write
+    if engine == "dask":
+        from rekko.distributed.cluster import require_dask
+
+        require_dask()  # a missing extra is exit 2 before any work
     with enrich_cli.sigterm_as_interrupt():  # `docker stop` during enrichment keeps the answers in hand
         result, manifest = run_with_enrichment(paths, top_k=args.top_k, keep_tuned=not args.default_params,
                                                tune=not args.no_tune, tune_budget=args.tune_budget,
-                                               lock_timeout=args.lock_timeout)
+                                               lock_timeout=args.lock_timeout, engine=engine,
+                                               scheduler=getattr(args, "scheduler", None))
     counts = result.counts
     print(
         f"pipeline: {counts['movies']} movies, {counts['users']} users, "
@@ -119,19 +128,27 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 # -- recommend --------------------------------------------------------------------
 def cmd_recommend(args: argparse.Namespace) -> int:
     from rekko.recommend import Recommender, load_artifacts
-    from rekko.recommend.present import (
-        format_recommendations,
-        write_batch,
-        write_pred_csv,
-    )
+    from rekko.recommend.present import format_recommendations, write_pred_csv
 
+    engine = engine_from_args(args)  # a bad $REKKO_ENGINE is an error even where one user needs no cluster
     if args.all_users:
         if not args.output:
-            raise ConfigError("--all-users needs --output FILE (.parquet or .csv)")
+            raise ConfigError("--all-users needs --output: a file (.parquet or .csv) or a folder (recs/)")
         t0 = time.perf_counter()
-        recommender = Recommender(load_artifacts(artifact_paths(args)))
-        rows, users = write_batch(recommender.iter_recommend_all(args.n), args.output)
-        print(f"wrote {rows} recommendations for {users} users to {args.output} "
+        if engine == "dask":
+            from rekko.distributed.batch import recommend_all
+            from rekko.distributed.cluster import connect
+
+            with connect(args.scheduler) as client:
+                result = recommend_all(client, artifact_paths(args), args.n, args.output,
+                                       partition_rows=args.partition_rows)
+            rows, users, kind = result.rows, result.users, result.kind
+        else:
+            from rekko.recommend.batch import recommend_all_local
+
+            rows, users, kind = recommend_all_local(artifact_paths(args), args.n, args.output)
+        print(f"wrote {rows} recommendations for {users} users to {args.output}"
+              f"{' (a parquet dataset folder)' if kind == 'dataset' else ''} with the {engine} engine "
               f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         return 0
     if args.user_id is None:
@@ -175,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pipeline", help="ingest, enrich, compute features and similarity artifacts",
                        description="Build every artifact recommend needs. Paths default to the seed layout.")
     add_pipeline_options(p)
+    add_engine_options(p)
     p.set_defaults(handler=cmd_pipeline)
 
     r = sub.add_parser("recommend", help="print scored movies for a user",
@@ -185,7 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--pred-dir", type=Path, default=Path("pred"), help="where pred(<user>).csv goes (default: pred)")
     r.add_argument("--no-pred", action="store_true", help="do not write pred/pred(<user>).csv")
     r.add_argument("--all-users", action="store_true", help="recommend for every user (batch)")
-    r.add_argument("--output", type=Path, help="batch output file (.parquet or .csv)")
+    r.add_argument("--output", metavar="PATH",
+                   help="batch output: a file (.parquet or .csv), or a folder (recs/, or a path without a suffix) "
+                        "for a partitioned parquet dataset published when complete")
+    r.add_argument("--partition-rows", type=positive_int, default=None, metavar="ROWS",
+                   help="--engine dask: interaction rows per partition of users scored by one task (default: "
+                        f"about four partitions per worker thread, at most {PARTITION_ROWS:,} rows each)")
+    add_engine_options(r)
     add_artifact_options(r)
     r.set_defaults(handler=cmd_recommend)
 

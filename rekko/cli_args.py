@@ -17,7 +17,7 @@ from rekko.paths import ArtifactPaths, PipelinePaths
 P = TypeVar("P", PipelinePaths, ArtifactPaths)
 
 PATH_HELP = {
-    "interactions": "interactions (parquet/csv)",
+    "interactions": "interactions: a parquet/csv file, a folder of parquet parts, a glob or a URL (s3://bucket/prefix/)",
     "movies": "movies metadata (parquet/csv)",
     "ratings": "ratings and descriptions from the movie API (xlsx/parquet/csv)",
     "movies_rd": "output, cleaned ratings/descriptions",
@@ -43,8 +43,16 @@ def add_path_options(parser: argparse.ArgumentParser, kind: type[P], *, only: tu
             continue
         output = kind is PipelinePaths and number >= 4
         text = PATH_HELP[f.name].removeprefix("output, ")
-        parser.add_argument(flag(f.name), dest=f.name, type=Path, default=getattr(defaults, f.name),
+        parser.add_argument(flag(f.name), dest=f.name, type=input_location if f.name == "interactions" else Path,
+                            default=getattr(defaults, f.name),
                             help=f"P{number}: {'output, ' if output else ''}{text} (default: {getattr(defaults, f.name)})")
+
+
+def input_location(text: str) -> Path | str:
+    """A path, or a URL kept as text (``Path`` would fold ``s3://b/k`` into ``s3:/b/k``)."""
+    from rekko.pipeline.sources import is_url
+
+    return text if is_url(text) else Path(text)
 
 
 def paths_from_args(args: argparse.Namespace, kind: type[P]) -> P:

@@ -92,6 +92,22 @@ class RekkoError(Exception):
     def __str__(self) -> str:
         return one_line(shorten(super().__str__(), MAX_MESSAGE_CHARS))
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle as built (message and attributes), not by calling ``__init__`` again.
+
+        A Dask worker's validation error reaches the client pickled; rebuilt
+        through ``__init__`` from its formatted text, a DataValidationError was
+        shortened twice and a MissingColumnsError listed the message's letters.
+        """
+        return (_restore_error, (type(self), self.args, dict(self.__dict__)))
+
+
+def _restore_error(cls: type[RekkoError], args: tuple[object, ...], state: dict[str, object]) -> RekkoError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class InputError(RekkoError):
     """Bad input data or arguments: the user can fix it. Exit code 2."""

@@ -273,27 +273,118 @@ def _write_parquet_compact_dictionaries(df: pd.DataFrame, path: str | os.PathLik
     The frame is converted one row group at a time, so no Arrow copy of the
     whole frame is held beside it.
     """
+    with ParquetStreamWriter(path, row_group_size) as writer:
+        writer.write(df)
+
+
+class ParquetStreamWriter:
+    """One parquet file from frames given one at a time, cut into row groups of exactly ``row_group_size``.
+
+    The frames are buffered only up to one row group, so a table of any length
+    is written from pieces (the Dask engine's partitions) with the same row
+    groups, dictionaries and schema as from one frame: the bytes are those
+    :func:`write_frame` writes for the concatenated frame. The schema is the
+    first frame's; each row group's categorical columns keep only the values
+    it uses (see :func:`_write_parquet_compact_dictionaries`).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], row_group_size: int) -> None:
+        self.path = path
+        self.row_group_size = int(row_group_size)
+        self.rows = 0
+        self._schema = None
+        self._writer = None
+        self._pending: list[pd.DataFrame] = []
+        self._pending_rows = 0
+
+    def __enter__(self) -> ParquetStreamWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._writer is not None:
+            self._writer.close()
+
+    def write(self, df: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._schema is None:
+            self._schema = pa.Schema.from_pandas(df, preserve_index=False)
+            self._writer = pq.ParquetWriter(self.path, self._schema)
+        self.rows += len(df)
+        size = self.row_group_size
+        start = 0
+        if self._pending_rows:  # fill the open row group first
+            take = min(size - self._pending_rows, len(df))
+            self._pending.append(df.iloc[:take])
+            self._pending_rows += take
+            start = take
+            if self._pending_rows == size:
+                self._flush()
+        while len(df) - start >= size:
+            self._write_group(df.iloc[start:start + size])
+            start += size
+        if start < len(df):
+            self._pending.append(df.iloc[start:])
+            self._pending_rows += len(df) - start
+
+    def _flush(self) -> None:
+        if self._pending:
+            part = self._pending[0] if len(self._pending) == 1 else pd.concat(self._pending)
+            self._write_group(part)
+        self._pending, self._pending_rows = [], 0
+
+    def _write_group(self, part: pd.DataFrame) -> None:
+        import pyarrow as pa
+
+        table = pa.Table.from_pandas(part, schema=self._schema, preserve_index=False)
+        self._writer.write_table(_compact_dictionaries(table), row_group_size=self.row_group_size)
+
+    def close(self) -> None:
+        if self._writer is None:
+            raise ValueError("no frame was written: the schema is unknown")
+        self._flush()
+        self._writer.close()
+
+
+def _compact_dictionaries(table):  # type: ignore[no-untyped-def]
+    """Each dictionary column of ``table`` with only the dictionary values it uses."""
     import numpy as np
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    def compact(table: pa.Table) -> pa.Table:
-        for i, field in enumerate(table.schema):
-            if not pa.types.is_dictionary(field.type):
-                continue
-            part = table.column(i).combine_chunks()
-            if part.null_count:  # no missing values in rekko's categoricals; keep such a column as it is
-                continue
-            used, local = np.unique(part.indices.to_numpy(zero_copy_only=False), return_inverse=True)
-            table = table.set_column(i, field, pa.DictionaryArray.from_arrays(
-                pa.array(local, type=field.type.index_type), part.dictionary.take(pa.array(used))))
-        return table
+    for i, field in enumerate(table.schema):
+        if not pa.types.is_dictionary(field.type):
+            continue
+        part = table.column(i).combine_chunks()
+        if part.null_count:  # no missing values in rekko's categoricals; keep such a column as it is
+            continue
+        used, local = np.unique(part.indices.to_numpy(zero_copy_only=False), return_inverse=True)
+        table = table.set_column(i, field, pa.DictionaryArray.from_arrays(
+            pa.array(local, type=field.type.index_type), part.dictionary.take(pa.array(used))))
+    return table
 
-    schema = pa.Schema.from_pandas(df, preserve_index=False)
-    with pq.ParquetWriter(path, schema) as writer:
-        for start in range(0, max(len(df), 1), row_group_size):
-            part = pa.Table.from_pandas(df.iloc[start:start + row_group_size], schema=schema, preserve_index=False)
-            writer.write_table(compact(part), row_group_size=row_group_size)
+
+def write_frames(frames: Iterable[pd.DataFrame], path: str | os.PathLike[str], *, fmt: str,
+                 row_group_size: int | None = None) -> int:
+    """:func:`write_frame` for a table given as consecutive frames (parquet or csv); returns the row count.
+
+    Holds one frame (and one row group) at a time. Parquet without
+    ``row_group_size`` uses pyarrow's default of 1,048,576 rows per group.
+    """
+    if fmt in (".parquet", ".pq"):
+        with ParquetStreamWriter(path, row_group_size or 1 << 20) as writer:
+            for df in frames:
+                writer.write(df)
+        return writer.rows
+    if fmt == ".csv":
+        rows = 0
+        for i, df in enumerate(frames):
+            df.to_csv(path, index=False, mode="w" if i == 0 else "a", header=i == 0)
+            rows += len(df)
+        return rows
+    raise InputFileError(f"{path}: a streamed table is written as parquet or csv, not '{fmt}'")
 
 
 def write_table(df: pd.DataFrame, path: str | os.PathLike[str], *, row_group_size: int | None = None) -> None:

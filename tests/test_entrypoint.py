@@ -178,7 +178,7 @@ def test_spaces_and_quotes_are_stripped_from_both_ends_only(before: str, path: s
         ({"P1": "42", "P2": "ten"}, "P2 (number of rekkos) must be a positive whole number, got 'ten'"),
         ({"P1": "42", "P2": "0"}, "P2 (number of rekkos) must be a positive whole number, got '0'"),
         ({"REKKO_MODE": "recommend", "P1": "data/x.parquet"}, "P1 must be a user id"),
-        ({"REKKO_MODE": "train"}, "REKKO_MODE must be pipeline, recommend, demo or serve, got 'train'"),
+        ({"REKKO_MODE": "train"}, "REKKO_MODE must be pipeline, recommend, demo, serve, scheduler or worker, got 'train'"),
     ],
 )
 def test_bad_variables_exit_2_with_a_clear_message(tmp_path: Path, variables: dict[str, str], message: str) -> None:
@@ -375,3 +375,115 @@ def test_negative_user_id_runs_end_to_end(project: Path, pipeline_run: subproces
     proc = run_entrypoint(project, seed_recommend(-5, 2), "--no-pred")
     assert proc.returncode == 0, proc.stderr
     assert "Top 2 movies for user -5" in proc.stdout
+
+
+# -- the Dask modes and the engine variables ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("variables", "args", "expected"),
+    [
+        ({"REKKO_MODE": "scheduler"}, [],
+         ["dask", "scheduler", "--host", "0.0.0.0", "--port", "8786", "--dashboard-address", ":8787"]),
+        ({"REKKO_MODE": "Scheduler", "HOST": "10.0.0.5", "REKKO_DASK_PORT": "9786",
+          "REKKO_DASK_DASHBOARD_PORT": "9787"}, ["--idle-timeout", "1h"],
+         ["dask", "scheduler", "--host", "10.0.0.5", "--port", "9786", "--dashboard-address", ":9787",
+          "--idle-timeout", "1h"]),
+        ({"REKKO_MODE": "worker", "REKKO_DASK_SCHEDULER": "’ tcp://scheduler:8786’"}, ["--nthreads", "2"],
+         ["dask", "worker", "tcp://scheduler:8786", "--nthreads", "2"]),
+        # the engine changes nothing in the P1..P9 mapping: the CLI reads the variables itself
+        ({**SEED_PIPELINE, "REKKO_ENGINE": "dask", "REKKO_DASK_SCHEDULER": "tcp://s:8786"}, [],
+         ["pipeline", "--interactions", "data/interactions.parquet", "--movies", "data/movies_metdata.parquet",
+          "--ratings", "data/Movies_r_d.xlsx", "--movies-rd", "data/movies_rd.parquet",
+          "--int-coef", "data/int_coef.parquet", "--movies-upd", "data/movies_md_upd.parquet",
+          "--interactions-upd", "data/interactions_upd.parquet", "--sim-md", "matrix/cos_sim_md.pkl",
+          "--sim-desc", "matrix/cos_sim_desc.pkl"]),
+        ({"P1": "42", "P2": "3", "REKKO_ENGINE": "dask"}, [], ["recommend", "--user-id", "42", "-n", "3"]),
+        ({"REKKO_ENGINE": "dask"}, ["recommend", "--all-users", "--output", "data/recs/"],
+         ["recommend", "--all-users", "--output", "data/recs/"]),
+    ],
+)  # fmt: skip
+def test_dask_modes_and_engine_variables_map_to_commands(
+    tmp_path: Path, variables: dict[str, str], args: list[str], expected: list[str]
+) -> None:
+    assert planned(tmp_path, variables, *args) == expected
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"REKKO_MODE": "worker"}, "REKKO_MODE=worker needs REKKO_DASK_SCHEDULER"),
+        ({"REKKO_MODE": "worker", "REKKO_DASK_SCHEDULER": "’ ’"}, "REKKO_MODE=worker needs REKKO_DASK_SCHEDULER"),
+        ({"P1": "42", "REKKO_ENGINE": "spark"}, "REKKO_ENGINE must be local or dask, got 'spark'"),
+        ({"REKKO_MODE": "cluster"}, "REKKO_MODE must be pipeline, recommend, demo, serve, scheduler or worker"),
+    ],
+)
+def test_bad_dask_variables_exit_2(tmp_path: Path, variables: dict[str, str], message: str) -> None:
+    proc = run_entrypoint(tmp_path, variables, dry_run=True)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_engine_variables_reach_the_cli_cleaned(tmp_path: Path) -> None:
+    """A fake ``rekko`` first on PATH shows what the real one would receive: the arguments and the variables."""
+    fake = tmp_path / "bin" / "rekko"
+    fake.parent.mkdir()
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "engine=${REKKO_ENGINE-unset}" '
+                    '"scheduler=${REKKO_DASK_SCHEDULER-unset}" "$@"\n', encoding="utf-8")
+    fake.chmod(0o755)
+    path = f"{fake.parent}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    proc = run_entrypoint(tmp_path, {"PATH": path, "P1": "7", "REKKO_ENGINE": "“ DASK ”",
+                                     "REKKO_DASK_SCHEDULER": "’tcp://10.1.2.3:8786’"}, "--no-pred")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["engine=dask", "scheduler=tcp://10.1.2.3:8786",
+                                        "recommend", "--user-id", "7", "--no-pred"]
+    assert "REKKO_ENGINE=dask REKKO_DASK_SCHEDULER=tcp://10.1.2.3:8786 rekko recommend" in proc.stderr
+    proc = run_entrypoint(tmp_path, {"PATH": path, "P1": "7", "REKKO_DASK_SCHEDULER": "  "}, "--no-pred")
+    assert proc.stdout.splitlines()[:2] == ["engine=unset", "scheduler=unset"]  # blank = not set
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@needs_cli
+@needs_sample
+def test_scheduler_and_worker_modes_run_the_batch_end_to_end(
+    project: Path, pipeline_run: subprocess.CompletedProcess[str]
+) -> None:
+    """REKKO_MODE=scheduler and =worker for real (on 127.0.0.1), then the batch through them with REKKO_ENGINE=dask."""
+    pytest.importorskip("distributed")
+    assert pipeline_run.returncode == 0, pipeline_run.stderr
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not re.fullmatch(r"P[1-9]|REKKO_.*", k)}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    logs = project / "dask-logs"
+    logs.mkdir(exist_ok=True)
+    procs = []
+    try:
+        for mode, extra in (("scheduler", {"HOST": "127.0.0.1", "REKKO_DASK_PORT": str(port),
+                                           "REKKO_DASK_DASHBOARD_PORT": str(_free_port())}),
+                            ("worker", {"REKKO_DASK_SCHEDULER": address})):
+            with (logs / f"{mode}.log").open("w") as log:
+                procs.append(subprocess.Popen(
+                    ["bash", str(ENTRYPOINT), *(["--nthreads", "1", "--host", "127.0.0.1"] if mode == "worker" else [])],
+                    cwd=project, env={**env, "REKKO_MODE": mode, **extra}, stdout=log, stderr=subprocess.STDOUT))
+        proc = run_entrypoint(project, {"REKKO_ENGINE": "dask", "REKKO_DASK_SCHEDULER": address},
+                              "recommend", "--all-users", "-n", "4", "--output", "recs/")
+        assert proc.returncode == 0, proc.stderr + "".join(p.read_text() for p in logs.iterdir())
+        assert "batch recommend (dask) done: 1,600 rows, 400 users" in proc.stderr
+        assert len(pd.read_parquet(project / "recs")) == 1600
+        assert f"dask scheduler --host 127.0.0.1 --port {port}" in (logs / "scheduler.log").read_text()
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()

@@ -69,3 +69,14 @@ def test_attach_uses_year_to_disambiguate_remakes():
     assert list(out["rating"]) == [8.1, 6.2]
     assert list(out["description"]) == ["Тарковский", "Содерберг"]
     assert stats["matched_by_year"] == 2
+
+
+def test_rows_without_a_title_are_counted_and_named_not_dropped_silently(caplog):
+    raw = pd.DataFrame({"title": ["Alpha", "", None, "Beta"], "rating": [7.0, 8.0, 6.0, 5.0],
+                        "description": ["a", "b", "c", "d"]})
+    with caplog.at_level("WARNING", logger="rekko.pipeline.ratings"):
+        out = clean_ratings(raw, path="data/Movies_r_d.xlsx")
+    assert list(out["title"]) == ["Alpha", "Beta"]
+    [record] = caplog.records
+    assert "data/Movies_r_d.xlsx: dropped 2 of 4 rows without a title" in record.getMessage()
+    assert "'rating': 8.0" in record.getMessage()

@@ -273,3 +273,25 @@ def test_rekko_serve_with_a_token_and_two_workers(tmp_path):
     assert "Uvicorn running on http://127.0.0.1:" in log, log[-3000:]  # no --host given: loopback
     assert "without REKKO_SERVE_TOKEN" not in log
     assert TOKEN not in log and TOKEN[:12] not in log  # not even at --log-level debug
+
+
+@pytest.mark.parametrize(("host", "allowed", "expected"), [
+    ("127.0.0.1", (), ("localhost", "127.0.0.1", "[::1]")),
+    ("127.0.0.2", (), ("localhost", "127.0.0.1", "[::1]", "127.0.0.2")),
+    ("::1", (), ("localhost", "127.0.0.1", "[::1]")),
+    ("0.0.0.0", (), ()),  # a public bind answers any name unless told (the token guards it)
+    ("127.0.0.1", ("*",), ()),
+    ("127.0.0.1", ("api.example",), ("api.example",)),
+])
+def test_default_allowed_hosts_on_loopback_guard_against_dns_rebinding(host, allowed, expected):
+    from rekko.serve.cli import default_allowed_hosts
+
+    assert default_allowed_hosts(host, allowed) == expected
+
+
+def test_rekko_serve_on_loopback_refuses_a_rebound_host_name_by_default(tmp_path):
+    paths = build_artifacts(tmp_path / "gen")
+    with serving(paths, "--reload-interval", "0", cwd=tmp_path, env=serve_env(TMPDIR=str(tmp_path))) as served:
+        assert request(served.url + "/recommendations/1?n=2", {"Host": "rebound.example"})[0] == 400
+        assert request(served.url + "/recommendations/1?n=2")[0] == 200  # Host: 127.0.0.1:<port>
+        assert request(served.url + "/health", {"Host": "localhost"})[0] == 200

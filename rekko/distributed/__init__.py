@@ -6,3 +6,10 @@ machine is started (:mod:`rekko.distributed.cluster`). Dask is an optional
 dependency (``pip install 'rekko[dask]'``); nothing here is imported by the
 local engine.
 """
+
+#: At most this many interaction rows per partition of users in distributed batch recommend, by default
+#: (``--partition-rows``); fewer so that every worker thread gets about four partitions, but not under
+#: MIN_PARTITION_ROWS. Here, not in :mod:`rekko.distributed.batch`, so the CLI's parser reads them
+#: without importing pandas.
+PARTITION_ROWS = 1_000_000
+MIN_PARTITION_ROWS = 50_000

@@ -40,6 +40,9 @@ def connect(scheduler: str | None = None, *, n_workers: int | None = None,
     require_dask()
     from distributed import Client, LocalCluster
 
+    # distributed sets its loggers to INFO on import; the CLI shows its lifecycle chatter only with -v
+    logging.getLogger("distributed").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
+
     address = scheduler or os.environ.get(SCHEDULER_ENV) or None
     if address:
         try:

@@ -172,7 +172,7 @@ def user_features(interactions_upd: pd.DataFrame) -> pd.DataFrame:
     g = interactions_upd.groupby(C.USER, sort=True)
     out = g.agg(
         **{
-            C.N_MOVIES: (C.MOVIE, "size"),
+            C.N_MOVIES: (C.WATCH_RATIO, "size"),
             C.TOTAL_MINUTES: (C.WATCHED_MINUTES, "sum"),
             C.MEAN_WATCH_RATIO: (C.WATCH_RATIO, "mean"),
             "ratio_sum": (C.WATCH_RATIO, "sum"),
@@ -190,12 +190,38 @@ def movie_features(
     config: MovieScoreConfig = MovieScoreConfig(),
 ) -> pd.DataFrame:
     """Per-movie popularity, shrunk mean watch ratio, normalized rating and the combined score."""
-    n = len(movies)
+    return movie_features_from_stats(movies, movie_stats(interactions_upd, len(movies)), config)
+
+
+def movie_stats(interactions_upd: pd.DataFrame, n_movies: int) -> dict[str, np.ndarray | float | int]:
+    """What :func:`movie_features` needs from the interactions: viewers and ratio sums per movie, and totals.
+
+    Movies-sized and additive: the Dask engine computes it per partition and
+    sums the partitions' answers (:func:`add_movie_stats`).
+    """
     idx = interactions_upd["movie_idx"].to_numpy()
     ratios = interactions_upd[C.WATCH_RATIO].to_numpy()
-    n_users = np.bincount(idx, minlength=n).astype(np.int64)
-    ratio_sum = np.bincount(idx, weights=ratios, minlength=n)
-    global_mean = float(ratios.mean()) if len(ratios) else 0.5
+    return {"n_users": np.bincount(idx, minlength=n_movies).astype(np.int64),
+            "ratio_sum": np.bincount(idx, weights=ratios, minlength=n_movies),
+            "ratio_total": float(ratios.sum()), "rows": int(len(ratios)),
+            "ratio_mean": float(ratios.mean()) if len(ratios) else 0.5}
+
+
+def add_movie_stats(a: dict, b: dict) -> dict:
+    """The :func:`movie_stats` of two disjoint sets of rows together."""
+    rows = a["rows"] + b["rows"]
+    total = a["ratio_total"] + b["ratio_total"]
+    return {"n_users": a["n_users"] + b["n_users"], "ratio_sum": a["ratio_sum"] + b["ratio_sum"],
+            "ratio_total": total, "rows": rows, "ratio_mean": total / rows if rows else 0.5}
+
+
+def movie_features_from_stats(movies: pd.DataFrame, stats: dict, config: MovieScoreConfig = MovieScoreConfig()
+                              ) -> pd.DataFrame:
+    """:func:`movie_features` from :func:`movie_stats` (one process) or their sum (partitions)."""
+    n = len(movies)
+    n_users = stats["n_users"]
+    ratio_sum = stats["ratio_sum"]
+    global_mean = float(stats["ratio_mean"])
     m = config.prior_strength
     mean_ratio = (ratio_sum + m * global_mean) / (n_users + m) if m > 0 else np.divide(
         ratio_sum, n_users, out=np.full(n, global_mean), where=n_users > 0

@@ -318,7 +318,22 @@ def validate_movies(raw: pd.DataFrame, path: str | Path = "movies metadata") -> 
 
 
 def load_interactions(path: str | Path) -> pd.DataFrame:
-    return validate_interactions(read_table(path, what="interactions", categorical=(C.MOVIE,)), path)
+    """The canonical interactions of ``path``: one file, a folder of parts, a glob or a URL.
+
+    Each part is read and validated on its own (an error names the part);
+    one local file takes exactly the path it always did.
+    """
+    from rekko.pipeline.sources import concat_validated, is_url, load_part, resolve_parts
+
+    if not is_url(path) and Path(path).is_file():
+        return validate_interactions(read_table(path, what="interactions", categorical=(C.MOVIE,)), path)
+    frames = [load_part(part) for part in resolve_parts(path)]
+    out = concat_validated(frames)
+    del frames
+    if len(out) and float(out[C.WATCHED_MINUTES].sum()) >= _SAFE_MINUTES_TOTAL:  # sums across parts, as in one file
+        _check_minute_sums(out, out[C.USER].to_numpy(), out[C.MOVIE].array,
+                           out[C.WATCHED_MINUTES].to_numpy(), path)
+    return out
 
 
 def load_movies(path: str | Path) -> pd.DataFrame:

@@ -31,8 +31,10 @@ def same_file(a: Path, b: Path) -> bool:
 
 
 def input_files(paths: PipelinePaths) -> dict[str, Path]:
-    """P1..P3, plus the movie-API cache the pipeline reads (and enrichment rewrites) beside P3."""
-    files = paths.inputs()
+    """P1..P3, plus the movie-API cache the pipeline reads (and enrichment rewrites) beside P3 (URLs left out)."""
+    from rekko.pipeline.sources import is_url
+
+    files = {role: Path(p) for role, p in paths.inputs().items() if not is_url(p)}
     try:
         from rekko.enrich import default_cache_path
     except ImportError:  # built without the enrichment client
@@ -55,6 +57,10 @@ def check_output_paths(paths: PipelinePaths) -> None:
                                       "what it reads; write the outputs somewhere else")
         if path.is_dir():
             raise OutputPathError(f"{role} {path} is a folder; expected a file path")
+        for input_role, source in inputs.items():
+            if source.is_dir() and path.resolve().is_relative_to(source.resolve()):
+                raise OutputPathError(f"{role} {path} is inside the {input_role} folder {source}: the next run "
+                                      "would read it as an input part; write the outputs somewhere else")
         seen[role] = path
     for name in _TABLE_OUTPUTS:
         path = getattr(paths, name)

@@ -93,8 +93,12 @@ def clean_ratings(raw: pd.DataFrame, *, path: str = "ratings") -> pd.DataFrame:
     year_col = next((c for c in (C.RELEASE_YEAR, "year") if c in df.columns), None)
     if year_col is not None:
         out[C.RELEASE_YEAR] = pd.to_numeric(df[year_col], errors="coerce").astype("Float64")
-    out = out[out[TITLE_KEY] != ""].reset_index(drop=True)
-    return out
+    untitled = out[TITLE_KEY] == ""
+    if untitled.any():  # a row no movie can join: counted and said, never dropped silently
+        log.warning("%s: dropped %d of %d rows without a title (they cannot be joined to a movie), e.g. %s",
+                    path, int(untitled.sum()), len(out), df.loc[untitled].iloc[0].to_dict())
+        out = out[~untitled]
+    return out.reset_index(drop=True)
 
 
 def _best_per_key(ratings: pd.DataFrame, keys: list[str]) -> pd.DataFrame:

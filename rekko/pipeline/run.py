@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ from rekko.artifacts import Manifest, TopKSimilarity, describe_file, topk_to_byt
 from rekko.columns import LIST_COLUMNS
 from rekko.columns import Columns as C
 from rekko.config import PipelineConfig, RekkoParams, SimilarityConfig
-from rekko.io import StagedFiles, remove_stale_temp_files, sha256_file, table_format, write_frame
+from rekko.io import StagedFiles, remove_stale_temp_files, sha256_file, table_format, write_frame, write_frames
 from rekko.locking import DEFAULT_LOCK_TIMEOUT, exclusive_lock
 from rekko.paths import PipelinePaths
 from rekko.pipeline import autotune, ingest
@@ -51,13 +52,29 @@ USER_ROW_GROUP = 32_768
 
 
 @dataclass
+class StreamedTable:
+    """A table too long for one process, written from consecutive frames produced on demand.
+
+    The Dask engine's ``interactions_upd`` and ``int_coef``: ``frames()``
+    yields the partitions in order (sorted by user), fetched one at a time, and
+    the write phase streams them into one file (:func:`rekko.io.write_frames`).
+    """
+
+    frames: Callable[[], Iterable[pd.DataFrame]]
+    rows: int
+
+
+Table = Union[pd.DataFrame, StreamedTable]
+
+
+@dataclass
 class PipelineResult:
     """What the pipeline computed, before it is written."""
 
     ratings: pd.DataFrame
     movies: pd.DataFrame
-    interactions: pd.DataFrame
-    users: pd.DataFrame
+    interactions: Table
+    users: Table
     sim_md: TopKSimilarity
     sim_desc: TopKSimilarity
     sim_cf: TopKSimilarity | None = None
@@ -189,12 +206,18 @@ def manifest_parameters(config: PipelineConfig) -> dict[str, Any]:
     return config.to_manifest()
 
 
-def _stage_table(staged: StagedFiles, df: pd.DataFrame, target: Path, *,
+def _stage_table(staged: StagedFiles, df: Table, target: Path, *,
                  row_group_size: int | None = None) -> dict[str, Any]:
-    """Write ``df`` to a staged file for ``target``; its manifest entry (hash of the staged bytes, final path)."""
+    """Write ``df`` (a frame, or a :class:`StreamedTable`) to a staged file for ``target``; its manifest entry."""
     tmp = staged.stage(target)
-    write_frame(df, tmp, fmt=table_format(target), row_group_size=row_group_size)
-    return {**describe_file(tmp, rows=len(df)), "path": str(target)}
+    if isinstance(df, StreamedTable):
+        rows = write_frames(df.frames(), tmp, fmt=table_format(target), row_group_size=row_group_size)
+        if rows != df.rows:
+            raise RuntimeError(f"{target}: streamed {rows} rows, expected {df.rows}")
+    else:
+        write_frame(df, tmp, fmt=table_format(target), row_group_size=row_group_size)
+        rows = len(df)
+    return {**describe_file(tmp, rows=rows), "path": str(target)}
 
 
 def _stage_topk(staged: StagedFiles, sim: TopKSimilarity, target: Path) -> dict[str, Any]:
@@ -217,7 +240,7 @@ def _stage_artifacts(result: PipelineResult, paths: PipelinePaths, staged: Stage
     # sorted by user in small row groups: recommend for one user reads one or two groups
     # (compute returns them in that order already: no sorted copy of a 30M-row frame then)
     interactions = result.interactions
-    if not _sorted_by_user_and_movie(interactions):
+    if not isinstance(interactions, StreamedTable) and not _sorted_by_user_and_movie(interactions):
         interactions = interactions.sort_values([C.USER, "movie_idx"], kind="stable")
     artifacts = {
         "movies_rd": _stage_table(staged, result.ratings, paths.movies_rd),
@@ -233,7 +256,8 @@ def _stage_artifacts(result: PipelineResult, paths: PipelinePaths, staged: Stage
 
 
 def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineConfig,
-                 inputs: dict[str, dict[str, Any]], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> Manifest:
+                 inputs: dict[str, dict[str, Any]], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+                 engine: str = "local") -> Manifest:
     """Write P4..P9, cos_sim_cf.pkl and the manifest as one set.
 
     Before anything is removed: the paths must not collide and every output
@@ -244,6 +268,8 @@ def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineC
     written last. A failure while staging (disk full, a kill) leaves the old
     set and its manifest as they were; only a failure among the renames
     leaves no manifest, which readers refuse rather than mix two runs.
+    Long tables may come as :class:`StreamedTable` s (the Dask engine): they
+    are streamed into their staged files here, under the same lock.
     """
     check_output_paths(paths)
     check_output_folders(paths, create=True)
@@ -258,6 +284,7 @@ def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineC
                 counts={**result.counts, "timings_s": result.timings},
                 inputs=inputs,
                 artifacts=_stage_artifacts(result, paths, staged),
+                engine=engine,
             )
             paths.manifest.unlink(missing_ok=True)
             staged.publish()
@@ -265,22 +292,36 @@ def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineC
     return manifest
 
 
-def input_fingerprints(paths: PipelinePaths) -> dict[str, dict[str, Any]]:
-    return {
+def input_fingerprints(paths: PipelinePaths, parts: list | None = None) -> dict[str, dict[str, Any]]:
+    """sha256 of each input file; a partitioned interactions input lists its parts (:func:`sources.fingerprints`)."""
+    out = {
         role: {"path": str(p), "sha256": sha256_file(p)}
         for role, p in (("interactions", paths.interactions), ("movies", paths.movies), ("ratings", paths.ratings))
-        if p.exists()
+        if not isinstance(p, str) and p.is_file()
     }
+    if "interactions" not in out:
+        from rekko.pipeline import sources
+
+        out["interactions"] = sources.fingerprints(paths.interactions, parts or sources.resolve_parts(
+            paths.interactions))
+    return out
 
 
 def run_pipeline(paths: PipelinePaths = PipelinePaths(), config: PipelineConfig = PipelineConfig(),
                  *, ratings_extra: pd.DataFrame | None = None,
-                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> tuple[PipelineResult, Manifest]:
+                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT, engine: str = "local",
+                 scheduler: str | None = None) -> tuple[PipelineResult, Manifest]:
     """Check the output paths, read the three inputs, compute everything, write the artifacts and the manifest.
 
     The output checks come first so a run that cannot write fails in a
-    second, not after the whole computation.
+    second, not after the whole computation. ``engine="dask"`` runs the long
+    stages on a Dask cluster (:mod:`rekko.distributed.pipeline`, imported only then).
     """
+    if engine == "dask":
+        from rekko.distributed.pipeline import run_dask_pipeline
+
+        return run_dask_pipeline(paths, config, ratings_extra=ratings_extra, lock_timeout=lock_timeout,
+                                 scheduler=scheduler)
     check_outputs(paths)
     timer = _Timer()
     with progress.stage("ingest") as report:
@@ -331,7 +372,8 @@ def run_with_enrichment(paths: PipelinePaths = PipelinePaths(), *, top_k: int = 
                         keep_tuned: bool = True,
                         tune: bool = True,
                         tune_budget: float | None = None,
-                        lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> tuple[PipelineResult, Manifest]:
+                        lock_timeout: float = DEFAULT_LOCK_TIMEOUT, engine: str = "local",
+                        scheduler: str | None = None) -> tuple[PipelineResult, Manifest]:
     """The pipeline as the CLI and the entrypoint run it.
 
     With ``REKKO_API_KEY`` set, titles the API cache lacks are fetched first
@@ -354,11 +396,18 @@ def run_with_enrichment(paths: PipelinePaths = PipelinePaths(), *, top_k: int = 
         log.warning("keeping the blend and co-watching parameters `rekko tune` stored in %s "
                     "(--default-params to drop them)", paths.manifest)
         cfg = tuned
+    if engine == "dask" and cfg.tuned is None:
+        # the cluster path builds the stages on its own frames; tuning there is not built yet: say so
+        reason = "the dask engine does not tune yet (--engine local tunes)" if cfg.autotune.enabled \
+            else "tuning turned off (--no-tune)"
+        cfg = replace(cfg, autotune=replace(cfg.autotune, enabled=False), tuned={
+            "source": "pipeline", "status": "skipped" if cfg.autotune.enabled else "off", "reason": reason,
+            "seconds": 0.0})
     extra = None
     try:
         from rekko.enrich import EnrichSettings, default_cache_path, enrich_titles, read_cache_as_ratings
     except ImportError:  # built without the enrichment client
-        return run_pipeline(paths, cfg, lock_timeout=lock_timeout)
+        return run_pipeline(paths, cfg, lock_timeout=lock_timeout, engine=engine, scheduler=scheduler)
     cache_path = default_cache_path(paths.ratings)
     if os.environ.get("REKKO_API_KEY"):
         movies = ingest.load_movies(paths.movies)  # validate before any network traffic
@@ -368,4 +417,5 @@ def run_with_enrichment(paths: PipelinePaths = PipelinePaths(), *, top_k: int = 
     journal = cache_path.parent / f".{cache_path.name}.journal"
     if cache_path.exists() or journal.exists():
         extra = read_cache_as_ratings(cache_path)
-    return run_pipeline(paths, cfg, ratings_extra=extra, lock_timeout=lock_timeout)
+    return run_pipeline(paths, cfg, ratings_extra=extra, lock_timeout=lock_timeout, engine=engine,
+                        scheduler=scheduler)

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from rekko.columns import Columns as C
 from rekko.exceptions import ConfigError
 from rekko.io import atomic_open, atomic_path
+from rekko.recommend.batch_output import BATCH_SCHEMA
 
 BATCH_FORMATS = (".parquet", ".pq", ".csv")
 
@@ -51,8 +52,7 @@ def write_batch(blocks: Iterable[pd.DataFrame], path: Path) -> tuple[int, int]:
     if ext not in BATCH_FORMATS:
         raise ConfigError(f"{path}: batch output must end in one of {', '.join(BATCH_FORMATS)}, got '{path.suffix}'")
     rows = users = 0
-    schema = pa.schema([(C.USER, pa.int64()), (C.MOVIE, pa.dictionary(pa.int32(), pa.string())),
-                        (C.SCORE, pa.float64()), (C.RANK, pa.int32())])
+    schema = BATCH_SCHEMA
     with atomic_path(path) as tmp:
         if ext == ".csv":
             with open(tmp, "w", encoding="utf-8", newline="") as fh:

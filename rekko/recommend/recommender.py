@@ -221,22 +221,61 @@ def load_artifacts(
     """
     manifest_path = manifest_path or paths.manifest
     manifest = read_manifest(manifest_path)
-    sim_paths = {"md": paths.sim_md, "desc": paths.sim_desc}
-    if "sim_cf" in manifest.artifacts:
-        sim_paths["cf"] = paths.sim_cf
+    sim_paths = _sim_paths(paths, manifest)
     if user_ids is not None and _supports_partial(manifest, sim_paths):
         return _load_users(paths, manifest, manifest_path, sim_paths, [int(u) for u in user_ids])
     verify_file(paths.int_coef, manifest, "int_coef")
+    movies, sims = _load_catalogue(paths, manifest, sim_paths)
+    interactions = _read_parquet(read_verified(paths.interactions_upd, manifest, "interactions_upd"),
+                                 paths.interactions_upd, _INTERACTION_COLUMNS, optional=(C.RECENCY_RANK,))
+    return Artifacts.from_frames(movies, interactions, sims, manifest)
+
+
+def _sim_paths(paths: ArtifactPaths, manifest: Manifest) -> dict[str, Path]:
+    sim_paths = {"md": paths.sim_md, "desc": paths.sim_desc}
+    if "sim_cf" in manifest.artifacts:
+        sim_paths["cf"] = paths.sim_cf
+    return sim_paths
+
+
+def _load_catalogue(paths: ArtifactPaths, manifest: Manifest,
+                    sim_paths: dict[str, Path]) -> tuple[pd.DataFrame, dict[str, sp.csr_matrix]]:
+    """The movies frame and every similarity matrix, verified against the manifest and against each other."""
     loaded = {kind: read_topk(path, manifest.sha256_of(f"sim_{kind}")) for kind, path in sim_paths.items()}
     movies = _read_parquet(read_verified(paths.movies_upd, manifest, "movies_upd"), paths.movies_upd,
                            [C.MOVIE, C.TITLE, C.MOVIE_SCORE])
-    interactions = _read_parquet(read_verified(paths.interactions_upd, manifest, "interactions_upd"),
-                                 paths.interactions_upd, _INTERACTION_COLUMNS, optional=(C.RECENCY_RANK,))
     movie_ids = movies[C.MOVIE].astype(str).to_numpy()
     for kind, topk in loaded.items():
         if len(topk.movie_ids) != len(movie_ids) or not np.array_equal(topk.movie_ids.astype(str), movie_ids):
             raise ArtifactError(f"the {kind} similarity artifact and movies_md_upd list different movies")
-    return Artifacts.from_frames(movies, interactions, {kind: t.matrix for kind, t in loaded.items()}, manifest)
+    return movies, {kind: t.matrix for kind, t in loaded.items()}
+
+
+def load_catalogue(paths: ArtifactPaths, manifest: Manifest) -> Artifacts:
+    """Every catalogue-sized artifact (movies, all similarity rows) with no users' histories.
+
+    For distributed batch: a worker loads this once and reads each partition's
+    histories with :func:`read_user_history`; the log-sized history is never
+    loaded whole anywhere.
+    """
+    movies, sims = _load_catalogue(paths, manifest, _sim_paths(paths, manifest))
+    empty = History(np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32),
+                    np.zeros(0, dtype=np.int32))
+    return Artifacts.from_movies(movies, np.zeros(0, dtype=np.int64), empty, sims, manifest)
+
+
+def read_user_history(table: ChunkTable, path: Path, row_groups: list[int], first_user: int, last_user: int,
+                      n_movies: int) -> tuple[np.ndarray, History]:
+    """Histories of users ``first_user..last_user`` from those row groups of ``interactions_upd``.
+
+    Bytes are read through the manifest's chunk digests (only the chunks the
+    row groups touch, each verified), so a partition costs its own rows.
+    """
+    with table.open(path, "interactions_upd") as vf:
+        rows = _read_parquet(vf, path, _INTERACTION_COLUMNS, optional=(C.RECENCY_RANK,), row_groups=row_groups)
+    users = rows[C.USER].to_numpy()
+    rows = rows[(users >= first_user) & (users <= last_user)]
+    return history_from_frame(rows, n_movies)
 
 
 _INTERACTION_COLUMNS = [C.USER, "movie_idx", C.WATCH_RATIO]
@@ -349,6 +388,21 @@ class Recommender:
                                    half_life=self.weights.recency_half_life)
         self.movie_pos_ = pd.Index(artifacts.movie_ids)
 
+    def with_history(self, user_ids: np.ndarray, history: History) -> Recommender:
+        """This blend over other users' histories, sharing the combined similarity (no recombination).
+
+        Distributed batch keeps one Recommender per worker process (the
+        catalogue-sized part) and swaps in each partition's users here.
+        """
+        if self.artifacts.sim_rows is not None:
+            raise ValueError("with_history needs artifacts holding every movie's similarity row")
+        clone = object.__new__(Recommender)
+        clone.__dict__.update(self.__dict__)
+        clone.artifacts = Artifacts(self.artifacts.movie_ids, self.artifacts.titles, self.artifacts.movie_score,
+                                    np.asarray(user_ids, dtype=np.int64), history, self.artifacts.sims,
+                                    self.artifacts.manifest)
+        return clone
+
     def warm(self) -> Recommender:
         """Compile (or load from the disk cache) the kernel for these arrays now, not on a first request."""
         if self.engine == "jit":
@@ -421,7 +475,7 @@ class Recommender:
         return Recommendations(int(user_id), items, cold_start=r.cold_start)
 
     def iter_recommend_all(
-        self, n: int, *, user_ids: np.ndarray | None = None, block_size: int | None = None
+        self, n: int, *, user_ids: np.ndarray | None = None, block_size: int | None = None, parallel: bool = True
     ) -> Iterator[pd.DataFrame]:
         """Top-n for many users, one frame per block of users (user_id, movie_id, score, rank).
 
@@ -429,6 +483,8 @@ class Recommender:
         over the catalogue, so a block costs its users x n, not a string each.
         Blocks hold at most :data:`BATCH_BLOCK_BYTES` of results (about 40
         bytes per recommendation across the kernel's output and the frame).
+        ``parallel=False`` ranks each block on one thread (a Dask worker's
+        threads are its parallelism); the answers are the same bits.
         """
         n = validate_n(n)
         a = self.artifacts
@@ -438,7 +494,7 @@ class Recommender:
         categories = pd.Index(np.asarray(a.movie_ids, dtype=object))
         for start in range(0, len(users), block_size):
             block_users = users[start : start + block_size]
-            ranked = self.rank_rows(a.user_rows(block_users), n)
+            ranked = self.rank_rows(a.user_rows(block_users), n, parallel=parallel)
             valid = ranked.movies >= 0
             counts = valid.sum(axis=1)
             yield pd.DataFrame(

@@ -7,7 +7,9 @@ starting a server that can only fail.
 Private by default: it listens on 127.0.0.1 unless ``--host`` says otherwise
 (the Docker entrypoint passes 0.0.0.0), asks for a bearer token when
 ``REKKO_SERVE_TOKEN`` is set, and answers only the Host names of
-``--allowed-hosts``. Connections and timeouts are bounded per worker (see
+``--allowed-hosts``; on a loopback address without that option, only the
+loopback names (``localhost``, the address itself), so a web page cannot
+rebind its own name to 127.0.0.1 and read the API from the user's browser. Connections and timeouts are bounded per worker (see
 :class:`rekko.serve.app.ConnectionLimits` for where each default comes from).
 """
 
@@ -46,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                   "endpoint but /health (the page at / asks for it).")
     security.add_argument("--allowed-hosts", type=_allowed_hosts, default=(), metavar="HOSTS",
                           help="answer only requests whose Host header is one of these comma-separated names "
-                               "(no port; *.example.com for subdomains); others get 400 (default: any)")
+                               "(no port; *.example.com for subdomains; * for any); others get 400 (default: "
+                               "the loopback names on a loopback --host, against DNS rebinding; else any)")
     limits = p.add_argument_group("limits", "Per worker process; slow or idle clients cannot hold more.")
     defaults = _limit_defaults()
     limits.add_argument("--limit-concurrency", type=_positive_int, default=defaults["max_connections"], metavar="N",
@@ -159,6 +162,21 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+#: Host names a loopback server answers by default (DNS rebinding: a page whose name now points at
+#: 127.0.0.1 still sends its own name in Host).
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def default_allowed_hosts(host: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """``allowed`` if given (``*`` = any); else the loopback names on a loopback ``host``, else any."""
+    if allowed:
+        return () if "*" in allowed else allowed
+    if not _is_loopback(host):
+        return ()
+    own = host.lower() if ":" not in host else f"[{host.strip('[]').lower()}]"
+    return tuple(dict.fromkeys((*LOOPBACK_HOSTS, own)))
+
+
 def run(args: argparse.Namespace) -> int:
     from rekko.cli_args import artifact_paths
 
@@ -166,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     from rekko.serve.app import AccessPolicy, ConnectionLimits, read_token
     from rekko.serve.shared import serve_shared
 
-    access = AccessPolicy(token=read_token(), allowed_hosts=args.allowed_hosts)  # a bad token exits 2
+    access = AccessPolicy(token=read_token(), allowed_hosts=default_allowed_hosts(args.host, args.allowed_hosts))
     if not access.token and not _is_loopback(args.host):
         log.warning("listening on %s without REKKO_SERVE_TOKEN: anyone who can reach port %d can read every "
                     "user's watch history through /recommendations", args.host, args.port)

@@ -1,0 +1,347 @@
+"""``rekko pipeline --engine dask``: the interaction stages on a Dask cluster, the same artifacts as the local engine.
+
+Plan (no step gathers all interactions into one process):
+
+1. **Read** (workers): each part of the interactions input (one file, a folder,
+   a glob, an ``s3://`` prefix: :mod:`rekko.pipeline.sources`) is read and
+   validated on a worker by the local engine's own function
+   (:func:`rekko.pipeline.ingest.validate_interactions`, via
+   :func:`rekko.pipeline.sources.load_part`), so a bad part fails naming the
+   part, the column and an example row; its movie ids become ``movie_idx``
+   there (:func:`rekko.pipeline.features.attach_movie_index`, unknown movies
+   counted).
+2. **Partition by user range** (Dask futures): boundaries from a sample of
+   each part's users, each part split by range, each range's pieces
+   concatenated on a worker: user-ordered partitions, every row of a user in
+   one partition. (``dask.dataframe``'s ``set_index`` did the same with its
+   quantile pass and shuffle at several times the cost at 1M rows.)
+3. **Per user partition** (workers): the local engine's functions unchanged,
+   :func:`~rekko.pipeline.features.aggregate_sessions`,
+   :func:`~rekko.pipeline.features.watch_ratio`,
+   :func:`~rekko.pipeline.features.recency_rank` (every mode: a user's rank
+   needs only the user's rows; ``auto`` is resolved from a cluster-wide
+   reduction first) and :func:`~rekko.pipeline.features.user_features`.
+   The result stays on the workers (persisted, spilled to disk under memory
+   pressure).
+4. **Per movie** (reduced to the client, movies-sized):
+   :func:`~rekko.pipeline.features.movie_stats` summed over partitions, then
+   :func:`~rekko.pipeline.features.movie_features_from_stats`.
+5. **Co-watching** (:mod:`rekko.distributed.cowatch`): partial products per
+   user partition and movie block, tree-reduced, top-k per movie.
+6. **Content similarities** run on ONE worker (``client.submit`` of
+   :func:`rekko.pipeline.similarity.content_similarities`): they are
+   catalogue-sized (200k movies is one machine's work) and start as soon as
+   the ratings are joined, beside the interaction stages.
+7. **Write** (client): :func:`rekko.pipeline.run.write_result`, the local
+   engine's staged, locked write, with ``interactions_upd`` and ``int_coef``
+   streamed from the workers one partition at a time into one file each, in
+   the local engine's row-group layout (sorted by user, then movie); the
+   manifest records ``engine: dask``.
+
+The client holds the movies, the ratings, movies-sized statistics, the
+similarity artifacts (O(movies x k)) and one partition at a time while writing.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rekko import progress
+from rekko.artifacts import Manifest, TopKSimilarity
+from rekko.columns import Columns as C
+from rekko.config import PipelineConfig
+from rekko.exceptions import DataValidationError
+from rekko.locking import DEFAULT_LOCK_TIMEOUT
+from rekko.paths import PipelinePaths
+from rekko.pipeline import ingest
+from rekko.pipeline.features import (
+    add_movie_stats,
+    aggregate_sessions,
+    attach_movie_index,
+    effective_duration,
+    movie_features_from_stats,
+    movie_stats,
+    recency_rank,
+    user_features,
+    watch_ratio,
+)
+from rekko.pipeline.ratings import attach_ratings
+from rekko.pipeline.sources import Part, load_part, resolve_parts
+
+log = logging.getLogger(__name__)
+
+MOVIE_IDX = "movie_idx"
+#: Target rows per user partition after the shuffle (the partition is the unit a worker holds and the writer streams).
+ROWS_PER_PARTITION = 1_000_000
+#: Columns of a read part after validation and indexing (what the shuffle moves).
+_READ_META = pd.DataFrame({C.USER: pd.Series([], dtype=np.int64), MOVIE_IDX: pd.Series([], dtype=np.int32),
+                           C.WATCHED_MINUTES: pd.Series([], dtype=np.float64),
+                           C.DATETIME: pd.Series([], dtype="datetime64[ns]")})
+
+
+def read_indexed_part(part: Part, movie_ids: pd.Index) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Read and validate one part on a worker; its rows with ``movie_idx`` (known movies only) and its counts."""
+    raw = load_part(part)
+    known, dropped = attach_movie_index(raw, movie_ids)
+    counts = {"rows": len(raw), "dropped": dropped,
+              "example": raw.iloc[0].to_dict() if len(raw) else None}
+    del raw
+    frame = pd.DataFrame({C.USER: known[C.USER].to_numpy(), MOVIE_IDX: known[MOVIE_IDX].to_numpy(np.int32),
+                          C.WATCHED_MINUTES: known[C.WATCHED_MINUTES].to_numpy(),
+                          C.DATETIME: known[C.DATETIME].to_numpy()}, copy=False)
+    return frame, counts
+
+
+def user_partition(shuffled: pd.DataFrame, n_movies: int, duration: np.ndarray) -> pd.DataFrame:
+    """One user partition: sessions aggregated and watch ratios, as the local features stage makes them.
+
+    Sorted by user, then movie (``aggregate_sessions``'s order); ``movie_id``
+    is left out (the writer adds it from ``movie_idx``).
+    """
+    df = shuffled.reset_index() if shuffled.index.name == C.USER else shuffled
+    df = df.astype({MOVIE_IDX: np.int64}, copy=False)
+    agg = aggregate_sessions(df, pd.RangeIndex(n_movies))
+    del df
+    agg = agg.drop(columns=[C.MOVIE])
+    out = watch_ratio(agg, duration, copy=False)
+    out[MOVIE_IDX] = out[MOVIE_IDX].astype(np.int32)
+    return out
+
+
+#: Users sampled per part to place the partition boundaries (quantiles of the sample).
+SAMPLE_USERS = 10_000
+
+
+def user_sample(frame: pd.DataFrame) -> np.ndarray:
+    """Up to :data:`SAMPLE_USERS` evenly spaced distinct user ids of a part (for the boundaries)."""
+    users = np.unique(frame[C.USER].to_numpy())
+    if len(users) <= SAMPLE_USERS:
+        return users
+    return users[np.linspace(0, len(users) - 1, SAMPLE_USERS).astype(np.int64)]
+
+
+def user_cuts(samples: list[np.ndarray], n_out: int) -> np.ndarray:
+    """At most ``n_out - 1`` increasing user ids cutting the sampled users into equal ranges."""
+    users = np.unique(np.concatenate(samples)) if samples else np.zeros(0, np.int64)
+    if n_out <= 1 or len(users) < 2:
+        return users[:0]
+    cuts = users[np.linspace(0, len(users), n_out + 1).astype(np.int64)[1:-1].clip(0, len(users) - 1)]
+    return np.unique(cuts)
+
+
+def split_by_user(frame: pd.DataFrame, cuts: np.ndarray) -> list[pd.DataFrame]:
+    """``frame``'s rows by user range: piece ``j`` holds users in ``[cuts[j-1], cuts[j])`` (a user in one piece)."""
+    target = np.searchsorted(cuts, frame[C.USER].to_numpy(), side="right")
+    order = np.argsort(target, kind="stable")
+    bounds = np.searchsorted(target[order], np.arange(len(cuts) + 2))
+    return [frame.iloc[order[bounds[j]:bounds[j + 1]]].reset_index(drop=True) for j in range(len(cuts) + 1)]
+
+
+def user_partition_from_pieces(n_movies: int, duration: np.ndarray, *pieces: pd.DataFrame) -> pd.DataFrame:
+    """One user range's pieces from every part, concatenated, then :func:`user_partition`."""
+    frame = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
+    return user_partition(frame, n_movies, duration)
+
+
+def with_recency(part: pd.DataFrame, mode: str) -> pd.DataFrame:
+    """Add ``recency_rank`` (``mode`` resolved: not ``auto``) per user, exactly as the local engine does."""
+    part = part.copy(deep=False)
+    part[C.RECENCY_RANK] = recency_rank(part, mode).astype(np.int32)
+    return part
+
+
+def date_flags(part: pd.DataFrame) -> tuple[bool, bool]:
+    """(any dated watch, every dated watch at midnight): ``dates_only`` of the whole log is ``all(...)`` of them."""
+    t = part[C.DATETIME].dropna()
+    if t.empty:
+        return False, True
+    return True, bool((t == t.dt.normalize()).all())
+
+
+def partition_summary(part: pd.DataFrame, n_movies: int) -> dict[str, Any]:
+    """Movie statistics, user count, pair count and the date flags of one partition (all additive or and-able)."""
+    dated, midnight = date_flags(part)
+    return {"movies": movie_stats(part, n_movies), "users": int(part[C.USER].nunique()), "pairs": len(part),
+            "dated": dated, "midnight": midnight}
+
+
+def _add_summaries(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    return {"movies": add_movie_stats(a["movies"], b["movies"]), "users": a["users"] + b["users"],
+            "pairs": a["pairs"] + b["pairs"], "dated": a["dated"] or b["dated"],
+            "midnight": a["midnight"] and b["midnight"]}
+
+
+def _tree(client: Any, futures: list[Any], add: Any) -> Any:
+    level = list(futures)
+    while len(level) > 1:
+        nxt = [client.submit(add, level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0].result()
+
+
+def _interactions_frame(part: pd.DataFrame, movie_ids: pd.Index) -> pd.DataFrame:
+    """A worker partition in ``interactions_upd``'s columns and dtypes (movie_id categorical over every movie)."""
+    idx = part[MOVIE_IDX].to_numpy()
+    out = part.copy(deep=False)
+    out.insert(1, C.MOVIE, pd.Categorical.from_codes(idx, categories=movie_ids))
+    return out
+
+
+def _stream(client: Any, futures: list[Any], convert: Any) -> Any:
+    """Yield ``convert(partition)`` in order, fetching one partition ahead (at most two on the client)."""
+    if not futures:
+        return
+    nxt = futures[0]
+    for i in range(len(futures)):
+        frame = nxt.result()
+        nxt = futures[i + 1] if i + 1 < len(futures) else None
+        yield convert(frame)
+        del frame
+
+
+def compute_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame, ratings: pd.DataFrame,
+                       config: PipelineConfig, *, source: str = "interactions",
+                       block_entries: int | None = None) -> Any:
+    """Every stage of :func:`rekko.pipeline.run.compute` with the interaction stages on ``client``'s cluster.
+
+    Returns a :class:`rekko.pipeline.run.PipelineResult` whose interactions and
+    users are :class:`~rekko.pipeline.run.StreamedTable` s (fetched from the
+    workers while the write phase streams them); keep ``client`` open until written.
+    """
+    from distributed import wait
+
+    from rekko.distributed.cowatch import BLOCK_ENTRIES, cowatch_similarity
+    from rekko.pipeline.run import PipelineResult, StreamedTable, _Timer
+    from rekko.pipeline.similarity import content_similarities
+
+    timer = _Timer()
+    counts: dict[str, Any] = {"movies": len(movies_raw), "ratings_rows": len(ratings)}
+    with progress.stage("ratings", of=progress.count(len(ratings), "ratings")) as report:
+        movies, join_stats = attach_ratings(movies_raw, ratings)
+        report.facts.update({"movies with a rating": join_stats["with_rating"],
+                             "with a description": join_stats["with_description"]})
+    counts["ratings_join"] = join_stats
+    timer.lap("ratings")
+    # catalogue-sized: one worker computes both, beside the interaction stages
+    content = client.submit(content_similarities, movies, config.similarity, pure=False)
+
+    movie_ids = pd.Index(movies[C.MOVIE])
+    n_movies = len(movie_ids)
+    with progress.stage("features", of=f"{len(parts)} interaction parts on the cluster") as report:
+        started = time.perf_counter()
+        ids_future = client.scatter(movie_ids, broadcast=True)
+        read = client.map(read_indexed_part, parts, movie_ids=ids_future, pure=False)
+        read_counts = client.gather([client.submit(operator.getitem, f, 1) for f in read])
+        frames = [client.submit(operator.getitem, f, 0) for f in read]
+        del read
+        rows = sum(c["rows"] for c in read_counts)
+        dropped = sum(c["dropped"] for c in read_counts)
+        counts["interaction_rows"] = rows
+        if dropped:
+            log.warning("dropped %d of %d interactions (%s) whose movie_id is not in the movies metadata",
+                        dropped, rows, source)
+        if rows == dropped:
+            example = next((c["example"] for c in read_counts if c["example"] is not None), None)
+            raise DataValidationError(
+                "no interaction refers to a movie in the metadata: check that both files use the same movie_id",
+                path=source, column=C.MOVIE, example=example)
+        counts["interactions_unknown_movie_dropped"] = dropped
+        duration, n_imputed = effective_duration(movies)
+        counts["movies_duration_imputed"] = n_imputed
+        n_workers = max(1, len(client.scheduler_info().get("workers", {})))
+        # at least one partition per worker (all of them work), about ROWS_PER_PARTITION rows each
+        n_out = max(n_workers, int(np.ceil((rows - dropped) / ROWS_PER_PARTITION)))
+        cuts = user_cuts(client.gather([client.submit(user_sample, f) for f in frames]), n_out)
+        duration_future = client.scatter(duration, broadcast=True)
+        split = [client.submit(split_by_user, f, cuts) for f in frames]
+        del frames
+        pair_parts = [client.submit(user_partition_from_pieces, n_movies, duration_future,
+                                    *[client.submit(operator.getitem, f, j) for f in split]) for j in range(len(cuts) + 1)]
+        wait(pair_parts)
+        del split
+        log.info("features: read %d parts, range-partitioned by user into %d partitions, sessions aggregated "
+                 "(%.1f s)", len(parts), len(pair_parts), time.perf_counter() - started)
+        summary = _tree(client, [client.submit(partition_summary, p, n_movies) for p in pair_parts], _add_summaries)
+        counts["interactions_sessions_merged"] = (rows - dropped) - summary["pairs"]
+        mode = config.collaborative.recency
+        if mode == "auto":
+            mode = "dense" if summary["dated"] and summary["midnight"] else "order"
+        ranked = [client.submit(with_recency, p, mode) for p in pair_parts]
+        wait(ranked)
+        del pair_parts
+        users_parts = [client.submit(user_features, p) for p in ranked]
+        movies = movie_features_from_stats(movies, summary["movies"], config.movie_score)
+        counts["users"] = summary["users"]
+        counts["user_movie_pairs"] = summary["pairs"]
+        report.rows = summary["pairs"]
+        report.facts.update({"users": summary["users"], "partitions": len(ranked),
+                             "dropped (movie not in metadata)": dropped})
+    timer.lap("features")
+
+    with progress.stage("co-watching similarity", of=progress.count(summary["pairs"], "user-movie pairs")) as report:
+        cf = cowatch_similarity(client, ranked, n_movies, config.collaborative,
+                                block_entries=block_entries or BLOCK_ENTRIES)
+        sim_cf = TopKSimilarity(movies[C.MOVIE].astype(str).to_numpy(), cf)
+        counts["sim_cf_nnz"] = int(cf.nnz)
+        report.facts["pairs"] = counts["sim_cf_nnz"]
+    timer.lap("collaborative")
+    with progress.stage("content similarity (one worker)", of=progress.count(n_movies, "movies")) as report:
+        sim_md, sim_desc = content.result()
+        counts["sim_md_nnz"] = int(sim_md.matrix.nnz)
+        counts["sim_desc_nnz"] = int(sim_desc.matrix.nnz)
+        counts["movies_without_description"] = int(movies[C.DESCRIPTION].isna().sum())
+        report.facts.update({"metadata pairs": counts["sim_md_nnz"], "description pairs": counts["sim_desc_nnz"]})
+    timer.lap("similarity")
+
+    interactions = StreamedTable(lambda: _stream(client, ranked, lambda p: _interactions_frame(p, movie_ids)),
+                                 rows=summary["pairs"])
+    users = StreamedTable(lambda: _stream(client, users_parts, lambda p: p), rows=summary["users"])
+    return PipelineResult(ratings, movies, interactions, users, sim_md, sim_desc, sim_cf, counts=counts,
+                          timings=timer.timings)
+
+
+def _pairs_meta() -> pd.DataFrame:
+    return pd.DataFrame({
+        C.USER: pd.Series([], dtype=np.int64), MOVIE_IDX: pd.Series([], dtype=np.int32),
+        C.WATCHED_MINUTES: pd.Series([], dtype=np.float64), C.DATETIME: pd.Series([], dtype="datetime64[ns]"),
+        C.N_SESSIONS: pd.Series([], dtype=np.int64), C.WATCH_RATIO: pd.Series([], dtype=np.float64)})
+
+
+def run_dask_pipeline(paths: PipelinePaths, config: PipelineConfig = PipelineConfig(), *,
+                      ratings_extra: pd.DataFrame | None = None, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+                      scheduler: str | None = None, n_workers: int | None = None,
+                      memory_limit: str | int | None = None, block_entries: int | None = None) -> tuple[Any, Manifest]:
+    """:func:`rekko.pipeline.run.run_pipeline` with ``--engine dask``: same checks, same artifacts, same write."""
+    from rekko.distributed.cluster import connect
+    from rekko.pipeline.outputs import check_outputs
+    from rekko.pipeline.run import _Timer, input_fingerprints, write_result
+    from rekko.pipeline.sources import redact
+
+    check_outputs(paths)
+    timer = _Timer()
+    with progress.stage("ingest") as report:
+        # workers run in other folders (or on other machines sharing the mount): local parts go by absolute path
+        parts = [p if p.remote else Part(str(Path(p.location).absolute())) for p in resolve_parts(paths.interactions)]
+        movies = ingest.load_movies(paths.movies)
+        ratings = ingest.load_ratings(paths.ratings, extra=ratings_extra)
+        report.facts.update({"interaction parts": len(parts), "movies": len(movies), "ratings": len(ratings)})
+    timer.lap("ingest")
+    with connect(scheduler, n_workers=n_workers, memory_limit=memory_limit) as client:
+        result = compute_on_cluster(client, parts, movies, ratings, config, source=redact(str(paths.interactions)),
+                                    block_entries=block_entries)
+        result.timings = {**timer.timings, **result.timings}
+        t = time.perf_counter()
+        with progress.stage("write artifacts"):
+            manifest = write_result(result, paths, config, input_fingerprints(paths, parts),
+                                    lock_timeout=lock_timeout, engine="dask")
+        result.timings["write"] = round(time.perf_counter() - t, 3)
+    return result, manifest
