@@ -80,7 +80,7 @@ RP3_GRID: tuple[tuple[float, float], ...] = ((1.0, 0.5), (0.8, 0.3), (0.6, 0.4))
 #: Combined similarities kept for reuse (each is a full matrix, 40 MB at the seed's scale)
 SCORERS_KEPT = 2
 #: The stages of the search, in order (see the module docstring). A stage name may repeat.
-STAGES: tuple[str, ...] = ("recency", "blend", "similarity", "blend", "half_life")
+STAGES: tuple[str, ...] = ("half_life", "blend", "recency", "similarity", "blend", "half_life")
 #: The blend weights tuned by coordinate, relative to ``cf = 1``.
 BLEND_COORDINATES: tuple[str, ...] = ("movie", "md", "desc")
 
