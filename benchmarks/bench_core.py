@@ -99,8 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     rekko = [PY, "-m", "rekko"]
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                  "platform": platform.platform()}}
+    # without tuning first, then the default run (tunes on its input), whose artifacts the rest uses
+    results["load_average_before"] = os.getloadavg()
+    results["pipeline_no_tune"] = measure([*rekko, "pipeline", "--no-tune", *pipeline_args(d)], d)
+    results["pipeline_no_tune"]["stage_timings_s"] = json.loads(
+        (d / "out/matrix/manifest.json").read_text())["counts"]["timings_s"]
     results["pipeline"] = measure([*rekko, "pipeline", *pipeline_args(d)], d)
     manifest = json.loads((d / "out/matrix/manifest.json").read_text())
+    results["tuned"] = {k: v for k, v in manifest["parameters"].get("tuned", {}).items() if k != "stages"}
     results["pipeline"]["stage_timings_s"] = manifest["counts"]["timings_s"]
     results["artifacts_mb"] = sum(a["bytes"] for a in manifest["artifacts"].values()) / 2**20
     results["counts"] = {k: manifest["counts"][k] for k in ("movies", "users", "interaction_rows")}
@@ -119,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     results["batch_all_users"] = measure(
         [*rekko, "recommend", "--all-users", "-n", "10", "--output", str(d / "out/recs_all.parquet"),
          *artifact_args(d)], d)
-    for r in (results["pipeline"], results["batch_all_users"]):
+    results["load_average_after"] = os.getloadavg()
+    for r in (results["pipeline"], results["pipeline_no_tune"], results["batch_all_users"]):
         r.pop("stderr", None)
         r.pop("rc", None)
 
@@ -127,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     args.results.write_text(json.dumps(results, indent=2) + "\n")
     p, c, i, b = results["pipeline"], results["cli_recommend"], results["in_process"], results["batch_all_users"]
     print("| measure | result | target |\n|---|---|---|")
-    print(f"| pipeline wall time | {p['wall_s']:.1f} s | <= 6 s |")
+    q = results["pipeline_no_tune"]
+    print(f"| pipeline wall time, tuning on its input (default) | {p['wall_s']:.1f} s | <= 12 s |")
+    print(f"| pipeline wall time, --no-tune | {q['wall_s']:.1f} s | <= 6 s |")
     print(f"| pipeline peak RSS | {p['peak_rss_mb']:.0f} MB | <= 1 GB |")
     print(f"| artifacts on disk | {results['artifacts_mb']:.1f} MB | <= 100 MB |")
     print(f"| CLI recommend, one user, process start to exit (median of {c['runs']}) | {c['median_s']:.2f} s "
@@ -137,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| batch recommend, all {results['counts']['users']} users | {b['wall_s']:.1f} s "
           f"({b['peak_rss_mb']:.0f} MB peak) | <= 60 s |")
     print(f"\nstage timings: {p['stage_timings_s']}; artifact load in-process: {i['load_s']:.2f} s")
+    t = results["tuned"]
+    print(f"tuning: {t.get('status')}, validation NDCG {t.get('start_ndcg')} -> {t.get('validation_ndcg')}, "
+          f"{t.get('evaluations')} candidates, {t.get('seconds')} s ({t.get('reason')})")
+    print(f"load average before / after: {results['load_average_before']} / {results['load_average_after']}")
     return 0
 
 

@@ -23,6 +23,7 @@ from rekko.cli_args import (
     pipeline_paths,
 )
 from rekko.columns import Columns as C
+from rekko.config import AutoTuneConfig
 from rekko.distributed import PARTITION_ROWS
 from rekko.enrich import cli as enrich_cli
 from rekko.evaluation import cli as evaluation_cli
@@ -40,7 +41,17 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     add_path_options(parser, PipelinePaths)
     parser.add_argument("-k", "--top-k", type=int, default=100, help="neighbours kept per movie (default: 100)")
     parser.add_argument("--default-params", action="store_true",
-                        help="use the built-in blend even if `rekko tune` stored tuned parameters in the manifest")
+                        help="drop the parameters `rekko tune` stored in the manifest (kept otherwise, and the "
+                             "pipeline's own tuning is then off)")
+    parser.add_argument("--no-tune", action="store_true",
+                        help="do not tune on the input: build with the built-in blend, recency and co-watching "
+                             "settings (by default the pipeline tunes them on a validation split of its input when "
+                             f"at least {AutoTuneConfig().min_users} users have {AutoTuneConfig().min_history}+ "
+                             "watched movies)")
+    parser.add_argument("--tune-budget", type=seconds_type, default=None, metavar="SECONDS",
+                        help="wall seconds the tuning may take; the best found so far is used when it runs out, the "
+                             "defaults if the defaults were not yet scored (default: as long as the stages before "
+                             f"it took, at least {AutoTuneConfig().min_budget_s:g} s)")
     parser.add_argument("--lock-timeout", type=seconds_type, default=DEFAULT_LOCK_TIMEOUT, metavar="SECONDS",
                         help="how long to wait for another pipeline writing the same artifacts, then exit 2 "
                              f"(default: {DEFAULT_LOCK_TIMEOUT:g}; 0 = do not wait)")
@@ -85,7 +96,7 @@ def user_id_type(text: str) -> int:
 
 # -- pipeline -------------------------------------------------------------------
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    from rekko.pipeline import run_with_enrichment
+    from rekko.pipeline import autotune, run_with_enrichment
     from rekko.pipeline.outputs import check_outputs
 
     paths = pipeline_paths(args)
@@ -97,6 +108,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         require_dask()  # a missing extra is exit 2 before any work
     with enrich_cli.sigterm_as_interrupt():  # `docker stop` during enrichment keeps the answers in hand
         result, manifest = run_with_enrichment(paths, top_k=args.top_k, keep_tuned=not args.default_params,
+                                               tune=not args.no_tune, tune_budget=args.tune_budget,
                                                lock_timeout=args.lock_timeout, engine=engine,
                                                scheduler=getattr(args, "scheduler", None))
     counts = result.counts
@@ -108,6 +120,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     )
     join = counts["ratings_join"]
     print(f"ratings: {join['with_rating']} movies with a rating, {join['with_description']} with a description")
+    print(autotune.describe(manifest.parameters.get("tuned")))
     print(f"wrote {len(manifest.artifacts)} artifacts and {paths.manifest} in {sum(result.timings.values()):.2f} s")
     return 0
 

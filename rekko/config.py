@@ -310,6 +310,77 @@ class RekkoParams(ConfigBase):
 
 
 @dataclass(frozen=True)
+class AutoTuneConfig(ConfigBase):
+    """How ``rekko pipeline`` tunes the blend, the recency and the co-watching settings on its own input.
+
+    A validation split is carved from the input: for up to ``max_users``
+    users (a seeded sample of those with at least ``min_history`` distinct
+    movies), their latest ``holdout_share`` of movies by watch date (at least
+    1, at most ``max_holdout``; same-day ties broken at random, seeded) are the
+    validation pairs, the rest is the train part. Tuning runs when at least
+    ``min_users`` users have ``min_history`` movies: below that, the
+    validation NDCG's standard error (about 0.3 / sqrt(users), 0.013 at 500)
+    is as large as the differences tuning looks for, and the defaults are the
+    safer choice. The budget bounds the tuning's wall time (the carving, the
+    train part's features and co-watching fits, the search); the search stops
+    where it is when it runs out, and the defaults stay if the start was not
+    yet scored on every validation user.
+    """
+
+    enabled: bool = True
+    #: wall seconds for tuning; None (the default): as long as the pipeline's stages before it took (ratings,
+    #: features, content similarity), at least ``min_budget_s``: tuning at most doubles the build, and a busy
+    #: machine, slower at both, still gets as far in the search
+    budget_s: float | None = None
+    min_budget_s: float = 6.0
+    min_users: int = 500
+    min_history: int = 5
+    max_users: int = 2000
+    holdout_share: float = 0.2
+    max_holdout: int = 10
+    k: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        o = "tuning"
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"{o}.enabled must be true or false, got {self.enabled!r}")
+        if self.budget_s is not None:
+            self._set("budget_s", _check_number(o, "budget_s", self.budget_s))
+        self._set("min_budget_s", _check_number(o, "min_budget_s", self.min_budget_s))
+        for name in ("min_users", "min_history", "max_users", "max_holdout", "k"):
+            self._set(name, _check_int(o, name, getattr(self, name)))
+        self._set("holdout_share", _check_number(o, "holdout_share", self.holdout_share, strict=True, maximum=1.0))
+        self._set("seed", _check_int(o, "seed", self.seed, minimum=0))
+
+
+#: what ``parameters.tuned.status`` of a pipeline's own tuning may say
+TUNED_STATUSES = ("tuned", "kept defaults", "skipped", "off")
+
+
+def check_tuned(tuned: dict[str, Any], where: str = "parameters.tuned") -> None:
+    """The schema of the ``tuned`` summary: a pipeline's own (``source = "pipeline"``) or ``rekko tune``'s."""
+    source = tuned.get("source", "rekko tune")
+    if source not in ("pipeline", "rekko tune"):
+        raise ConfigError(f"{where}.source must be 'pipeline' or 'rekko tune', got {source!r}")
+    if "parameters" in tuned:
+        RekkoParams.from_dict(tuned["parameters"], where=f"{where}.parameters")
+    for name in ("validation_ndcg", "start_ndcg", "seconds", "budget_s"):
+        value = tuned.get(name)
+        if value is not None:
+            _check_number(where, name, value, minimum=None)
+    for name in ("validation_users", "evaluations", "user_evaluations", "eligible_users"):
+        value = tuned.get(name)
+        if value is not None:
+            _check_int(where, name, value, minimum=0)
+    if source == "pipeline":
+        if tuned.get("status") not in TUNED_STATUSES:
+            raise ConfigError(f"{where}.status must be one of {TUNED_STATUSES}, got {tuned.get('status')!r}")
+        if tuned["status"] == "tuned" and "parameters" not in tuned:
+            raise ConfigError(f"{where}: a tuned summary needs its parameters")
+
+
+@dataclass(frozen=True)
 class PipelineConfig(ConfigBase):
     """Everything a pipeline run is configured with; its manifest's ``parameters`` block."""
 
@@ -317,8 +388,11 @@ class PipelineConfig(ConfigBase):
     movie_score: MovieScoreConfig = field(default_factory=MovieScoreConfig)
     collaborative: CollaborativeConfig = field(default_factory=CollaborativeConfig)
     blend: BlendWeights = field(default_factory=BlendWeights)
-    #: the summary `rekko tune` wrote, carried into every later manifest with its parameters
+    #: the tuning summary: the pipeline's own (``source = "pipeline"``, written by every run that tunes or
+    #: says why not) or the one `rekko tune` wrote, carried into every later manifest with its parameters
     tuned: dict[str, Any] | None = None
+    #: how the pipeline tunes on its input (a run setting: the manifest records what it did in ``tuned``)
+    autotune: AutoTuneConfig = field(default_factory=AutoTuneConfig)
 
     SECTIONS: ClassVar[dict[str, type[ConfigBase]]] = {
         "similarity": SimilarityConfig,
@@ -355,4 +429,6 @@ class PipelineConfig(ConfigBase):
         tuned = raw.get("tuned")
         if tuned is not None and not isinstance(tuned, dict):
             raise ConfigError(f"{where}.tuned must be a mapping, got {type(tuned).__name__}")
+        if tuned is not None:
+            check_tuned(tuned, f"{where}.tuned")
         return cls(**sections, tuned=tuned)  # type: ignore[arg-type]

@@ -73,7 +73,11 @@ def assert_same_artifacts(a: PipelinePaths, b: PipelinePaths, *, recommend: bool
     ma = json.loads(a.manifest.read_text())
     mb = json.loads(b.manifest.read_text())
     assert ma["engine"] == "local" and mb["engine"] == "dask"
-    assert set(ma["artifacts"]) == set(mb["artifacts"]) and ma["parameters"] == mb["parameters"]
+    # the tuning summary says how each engine chose the parameters (the local one tunes, the dask one not yet);
+    # on these inputs (below the tuning threshold) both build with the same parameters
+    untuned = [{k: v for k, v in m["parameters"].items() if k != "tuned"} for m in (ma, mb)]
+    assert set(ma["artifacts"]) == set(mb["artifacts"]) and untuned[0] == untuned[1]
+    assert ma["parameters"].get("tuned", {}).get("status", "skipped") in ("skipped", "off")
     drop = {"timings_s"}
     assert {k: v for k, v in ma["counts"].items() if k not in drop} == \
         {k: v for k, v in mb["counts"].items() if k not in drop}

@@ -84,3 +84,30 @@ def test_update_manifest_stores_the_parameters_recommend_reads(tmp_path: Path) -
                                "ratio_power": 1.0}
     assert stored["tuned"]["validation_ndcg"] == 0.2
     assert BlendWeights.from_dict(stored["blend"]) == params.blend
+
+
+def test_successive_halving_scores_most_candidates_on_a_subset_deterministically(data) -> None:
+    """Rungs of 4, 8 and 16 validation users: most candidates never reach all 16; same seed, same search."""
+    interactions, movies, ratings = data
+    outer = per_user_last_n_split(interactions, 1)
+    kwargs = dict(config=TuneConfig(k=2, min_rung_users=4, seed=5), start=M.RekkoParams(collaborative=CollaborativeConfig(k=5)),
+                  cf_k_grid=(5,), cf_weighting_grid=("bm25", "cosine"), half_life_grid=(None, 1.0, 3.0),
+                  weight_grid=(0.0, 0.1, 0.5, 1.0))
+    a = tune(outer.train, movies, ratings, partial(per_user_last_n_split, n=1), **kwargs)
+    b = tune(outer.train, movies, ratings, partial(per_user_last_n_split, n=1), **kwargs)
+    assert a.trace == b.trace and a.params == b.params
+    sizes = {t["users"] for t in a.trace}
+    assert sizes == {4, 8, 16}
+    assert a.user_evaluations == sum(t["users"] for t in a.trace) < 16 * len({str(t) for t in a.trace})
+    assert a.validation_ndcg >= a.start_ndcg - 1e-12 and a.complete
+
+
+def test_ndcg_arrays_agrees_with_ndcg() -> None:
+    import pandas as pd
+
+    top = np.array([[2, 0, -1], [1, 3, 2], [-1, -1, -1]])
+    relevant = np.array([0 * 4 + 0, 1 * 4 + 2, 1 * 4 + 3, 2 * 4 + 1])
+    recs = pd.DataFrame({C.USER: [0, 0, 1, 1, 1], C.MOVIE: ["2", "0", "1", "3", "2"], C.RANK: [1, 2, 1, 2, 3]})
+    test = pd.DataFrame({C.USER: [0, 1, 1, 2], C.MOVIE: ["0", "2", "3", "1"]})
+    expected = metrics.ndcg(recs, test, 3)
+    assert metrics.ndcg_arrays(top, relevant, np.array([1, 2, 1]), 3, 4) == pytest.approx(expected, abs=1e-12)

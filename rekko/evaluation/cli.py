@@ -58,8 +58,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_common(ev)
     ev.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     ev.add_argument(
-        "--params", type=Path, help="rekko's parameters: a `rekko tune` JSON or a manifest (default: built-in)"
+        "--params", type=Path,
+        help="rekko's parameters: a `rekko tune` JSON or a manifest (default: what `rekko pipeline` ships, i.e. "
+             "tuned on the train part as the pipeline tunes on its input)"
     )
+    ev.add_argument("--no-tune", action="store_true",
+                    help="without --params: rekko with the built-in parameters (`rekko pipeline --no-tune`)")
+    ev.add_argument("--tune-budget", type=float, default=None, metavar="SECONDS",
+                    help="without --params: the pipeline's tuning budget (default: as `rekko pipeline`)")
     ev.add_argument(
         "--json", type=Path, default=Path("evaluation/metrics.json"), help="JSON output (default: %(default)s)"
     )
@@ -76,8 +82,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fit rekko's blend weights, recency and co-watching k on a validation split of the train part",
         description=(
             "Hold out the test part exactly as `rekko evaluate` does, carve a validation split from the rest the same "
-            "way, and search the blend weights, the recency half-life and the co-watching similarity (k, BM25/cosine) "
-            "for the best NDCG@k on the validation split. The test part is never looked at. The parameters go to a "
+            "way, and search the recency, the blend weights and the co-watching similarity (k, BM25/cosine/RP3beta) "
+            "for the best NDCG@k on the validation split, by successive halving over validation users. The test part is never looked at. The parameters go to a "
             "JSON file and into the manifest, where `rekko recommend` reads them."
         ),
     )
@@ -102,20 +108,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace, models: tuple[str, ...] = tuple(MODELS)) -> EvalConfig:
+    tuning = {"tune": not args.no_tune, "tune_budget": args.tune_budget} if hasattr(args, "no_tune") else {}
     return EvalConfig(split=args.split, test_size=args.test_size, days=args.days, k=args.k, models=models,
-                      model_sees=args.model_sees)
+                      model_sees=args.model_sees, **tuning)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from rekko.config import RekkoParams
     from rekko.evaluation.report import write_html, write_json
     from rekko.evaluation.run import run_evaluation
 
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     config = _config(args, models)
-    params = params_from_file(args.params) if args.params else RekkoParams()
+    params = params_from_file(args.params) if args.params else None
     result = run_evaluation(*load_inputs(args.interactions, args.movies, args.ratings), config, params)
     print(result.split.description + f"; {result.split.stats['test_users']} test users, k = {config.k}")
+    if "tuned" in result.counts:
+        from rekko.pipeline.autotune import describe
+
+        print("rekko as the pipeline ships it for the train part: " + describe(result.counts["tuned"]))
     print(format_table(result.table, config.k))
     write_json(result, args.json)
     write_html(result, args.report)

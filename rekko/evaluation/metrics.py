@@ -91,6 +91,36 @@ def ndcg(recs: pd.DataFrame, test: pd.DataFrame, k: int) -> float:
     return _mean(h["dcg"].to_numpy() / h["idcg"].to_numpy())
 
 
+def ndcg_arrays(top: np.ndarray, relevant: np.ndarray, n_relevant: np.ndarray, k: int, n_items: int) -> float:
+    """:func:`ndcg` on arrays, for a tuner scoring many candidates on the same users (no frames).
+
+    ``top`` is users x n ranked item codes in ``[0, n_items)`` (-1 = no item;
+    the kernel's :class:`~rekko.recommend.kernel.RankedBlock` movies),
+    ``relevant`` the sorted distinct codes ``user_row * n_items + item`` of the
+    test pairs, ``n_relevant`` each user's number of test pairs (>= 1). The
+    same formula as :func:`ndcg` (binary gains, ``1 / log2(rank + 1)``, ideal
+    DCG over ``min(n_relevant, k)``, mean over the users, 0 without a hit); the
+    tuner's tests check that both agree.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    top = np.asarray(top)[:, :k].astype(np.int64)
+    if top.shape[0] == 0:
+        return float("nan")
+    rel = np.asarray(relevant, dtype=np.int64)
+    keys = np.arange(top.shape[0], dtype=np.int64)[:, None] * int(n_items) + top
+    if len(rel):
+        at = np.minimum(np.searchsorted(rel, keys), len(rel) - 1)
+        hit = (top >= 0) & (rel[at] == keys)
+    else:
+        hit = np.zeros(top.shape, dtype=bool)
+    gains = 1.0 / np.log2(np.arange(2, top.shape[1] + 2, dtype=np.float64))
+    dcg = (hit * gains).sum(axis=1)
+    discounts = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))
+    idcg = discounts[np.minimum(np.asarray(n_relevant, dtype=np.int64), k) - 1]
+    return float(np.mean(dcg / idcg))
+
+
 def mean_average_precision(recs: pd.DataFrame, test: pd.DataFrame, k: int) -> float:
     """MAP@k normalised by min(|relevant|, k)."""
     h = per_user_hits(recs, test, k)

@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from rekko.config import SEED_BLEND, BlendWeights, CollaborativeConfig, PipelineConfig, RekkoParams
+from rekko.config import SEED_BLEND, AutoTuneConfig, BlendWeights, CollaborativeConfig, PipelineConfig, RekkoParams
 from rekko.pipeline.collaborative import item_item_similarity, recency_rank
+from rekko.artifacts import TopKSimilarity
 from rekko.columns import Columns as C
 from rekko.recommend import Artifacts, Recommender, kernel
 
@@ -79,17 +80,19 @@ class Fitted:
         """The shipped recommender with ``params`` (the co-watching similarity rebuilt if it differs)."""
         return Recommender(self.with_collaborative(params.collaborative).artifacts, params.blend)
 
-    def with_collaborative(self, config: CollaborativeConfig) -> Fitted:
+    def with_collaborative(self, config: CollaborativeConfig, *, sim_cf: sp.csr_matrix | None = None) -> Fitted:
         """The same fit with other collaborative settings (everything else is reused).
 
-        The co-watching similarity is rebuilt when its settings differ, the
-        history's recency ranks when ``recency`` differs.
+        The co-watching similarity is rebuilt when its settings differ (or
+        ``sim_cf`` is used, built by the caller for ``config``), the history's
+        recency ranks when ``recency`` differs.
         """
-        if config == self.collaborative:
+        if config == self.collaborative and sim_cf is None:
             return self
         result, artifacts = self.result, self._artifacts
-        if _similarity_settings(config) != _similarity_settings(self.collaborative):
-            sim = item_item_similarity(result.interactions, self.movie_ids, config)
+        if sim_cf is not None or _similarity_settings(config) != _similarity_settings(self.collaborative):
+            sim = (item_item_similarity(result.interactions, self.movie_ids, config) if sim_cf is None
+                   else TopKSimilarity(np.asarray(self.movie_ids), sp.csr_matrix(sim_cf, dtype=np.float32)))
             result = replace(result, sim_cf=sim)
             if artifacts is not None:
                 artifacts = replace(artifacts, sims={**artifacts.sims, "cf": sp.csr_matrix(sim.matrix, dtype=np.float32)})
@@ -114,7 +117,9 @@ def fit(
     """Run rekko's pipeline stages on validated train interactions, in memory (nothing is written)."""
     from rekko.pipeline.run import compute  # the whole build path: only when fitting, not for `rekko --help`
 
-    result = compute(train, movies, ratings, PipelineConfig(collaborative=collaborative))
+    # the pipeline's stages without its own tuning: callers tune explicitly (evaluate: shipped_params)
+    result = compute(train, movies, ratings, PipelineConfig(collaborative=collaborative,
+                                                            autotune=AutoTuneConfig(enabled=False)))
     return Fitted(result, collaborative)
 
 

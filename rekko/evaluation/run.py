@@ -23,6 +23,7 @@ from rekko.columns import Columns as C
 from rekko.evaluation import metrics
 from rekko.evaluation import models as M
 from rekko.evaluation.splitters import MODEL_SEES, Split, global_time_split, hide_time_of_day, per_user_last_n_split
+from rekko.config import AutoTuneConfig, PipelineConfig
 from rekko.exceptions import ConfigError
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,10 @@ class EvalConfig:
     #: "exact": the model sees the watch times the split used; "dates": the split uses the exact time, the
     #: model (pipeline, tuning) sees year/month/day only, as the seed's data gives them
     model_sees: str = "exact"
+    #: the "rekko" model without --params: what `rekko pipeline` ships, i.e. tuned on the train part as the
+    #: pipeline tunes on its input (False: the built-in defaults, as `rekko pipeline --no-tune`)
+    tune: bool = True
+    tune_budget: float | None = None  # None: as the pipeline (as long as fitting the train part took, >= 6 s)
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -136,19 +141,47 @@ def check_recommendations(name: str, recs: pd.DataFrame, train: pd.DataFrame, k:
         raise AssertionError(f"model {name!r} broke the recommendation contract: {bad}")
 
 
+def shipped_params(fitted: M.Fitted, config: EvalConfig,
+                   reference_s: float = 0.0) -> tuple[M.RekkoParams, dict[str, object]]:
+    """What ``rekko pipeline`` would ship when given ``fitted``'s train part: its own tuning on that input.
+
+    The same function the pipeline calls (:func:`rekko.pipeline.autotune.tune_on_input`) on the same
+    frames (interactions_upd, movies, content similarities); returns the parameters and the summary.
+    """
+    from rekko.pipeline import autotune
+
+    pipeline = PipelineConfig(autotune=AutoTuneConfig(enabled=config.tune, budget_s=config.tune_budget))
+    r = fitted.result
+    # the budget's reference: the pipeline's stages before tuning, as the pipeline counts them
+    timings = r.timings
+    reference = sum(timings.get(name, 0.0) for name in ("ratings", "features", "similarity")) or reference_s
+    outcome = autotune.tune_on_input(r.interactions, r.movies, r.sim_md, r.sim_desc, pipeline, reference_s=reference)
+    return (outcome.params or pipeline.params), outcome.summary
+
+
 def evaluate_models(
     split: Split,
     movies: pd.DataFrame,
     ratings: pd.DataFrame,
     config: EvalConfig,
-    params: M.RekkoParams,
+    params: M.RekkoParams | None,
     fitted: M.Fitted | None = None,
-) -> tuple[pd.DataFrame, dict[str, float], M.Fitted]:
-    """Fit on ``split.train``, recommend to the test users with every model, return the metric table."""
+) -> tuple[pd.DataFrame, dict[str, float], M.Fitted, M.RekkoParams, dict[str, object] | None]:
+    """Fit on ``split.train``, recommend to the test users with every model, return the metric table.
+
+    ``params`` None: rekko's parameters are what the pipeline ships for this train part
+    (:func:`shipped_params`); also returned, with the tuning summary (None when ``params`` were given).
+    """
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    fitted = fitted or M.fit(split.train, movies, ratings, collaborative=params.collaborative)
+    fitted = fitted or M.fit(split.train, movies, ratings,
+                             collaborative=(params or M.RekkoParams()).collaborative)
     seconds["fit"] = round(time.perf_counter() - t, 3)
+    tuned = None
+    if params is None:
+        t = time.perf_counter()
+        params, tuned = shipped_params(fitted, config)
+        seconds["tune"] = round(time.perf_counter() - t, 3)
     users = np.unique(split.test[C.USER].to_numpy(dtype=np.int64))
     genres = fitted.result.movies.set_index(C.MOVIE)[C.GENRES]
     rows = {}
@@ -162,7 +195,7 @@ def evaluate_models(
         seconds[name] = round(time.perf_counter() - t, 3)
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "model"
-    return table, seconds, fitted
+    return table, seconds, fitted, params, tuned
 
 
 def run_evaluation(
@@ -170,16 +203,21 @@ def run_evaluation(
     movies: pd.DataFrame,
     ratings: pd.DataFrame,
     config: EvalConfig = EvalConfig(),
-    params: M.RekkoParams = M.RekkoParams(),
+    params: M.RekkoParams | None = None,
 ) -> EvaluationResult:
-    """Split ``interactions`` by time and compare the models on the test part."""
+    """Split ``interactions`` by time and compare the models on the test part.
+
+    ``params`` None: rekko is what ``rekko pipeline`` ships for the train part (tuned on it by default).
+    """
     t0 = time.perf_counter()
     split = config.outer_split(interactions)
     if split.test.empty:
         raise ConfigError(f"the test part is empty ({split.description}); nothing to evaluate")
-    table, seconds, fitted = evaluate_models(split, movies, ratings, config, params)
+    table, seconds, fitted, params, tuned = evaluate_models(split, movies, ratings, config, params)
     seconds["total"] = round(time.perf_counter() - t0, 3)
     counts = {"movies": len(movies), "interactions": len(interactions), "pipeline": fitted.result.counts}
+    if tuned is not None:
+        counts["tuned"] = tuned
     return EvaluationResult(config, params, split, table, seconds, counts)
 
 

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Union
 
@@ -27,7 +28,7 @@ from rekko.config import PipelineConfig, RekkoParams, SimilarityConfig
 from rekko.io import StagedFiles, remove_stale_temp_files, sha256_file, table_format, write_frame, write_frames
 from rekko.locking import DEFAULT_LOCK_TIMEOUT, exclusive_lock
 from rekko.paths import PipelinePaths
-from rekko.pipeline import ingest
+from rekko.pipeline import autotune, ingest
 from rekko.pipeline.collaborative import item_item_similarity
 from rekko.pipeline.features import (
     aggregate_sessions,
@@ -79,6 +80,8 @@ class PipelineResult:
     sim_cf: TopKSimilarity | None = None
     counts: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: the configuration the artifacts were built with: the caller's, with what tuning chose
+    config: PipelineConfig | None = None
 
 
 class _Timer:
@@ -99,13 +102,21 @@ def compute(
     config: PipelineConfig = PipelineConfig(),
     *,
     paths: PipelinePaths | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> PipelineResult:
-    """Run every stage on validated frames (``ingest.validate_*`` / ``clean_ratings`` output)."""
-    return _compute({"interactions": interactions_raw}, movies_raw, ratings, config, paths=paths)
+    """Run every stage on validated frames (``ingest.validate_*`` / ``clean_ratings`` output).
+
+    With ``config.autotune.enabled`` (the default) the blend and collaborative
+    settings are tuned on a validation split of the input first
+    (:mod:`rekko.pipeline.autotune`; ``clock`` times its budget); the result's
+    ``config`` holds what was used.
+    """
+    return _compute({"interactions": interactions_raw}, movies_raw, ratings, config, paths=paths, clock=clock)
 
 
 def _compute(held: dict[str, pd.DataFrame], movies_raw: pd.DataFrame, ratings: pd.DataFrame,
-             config: PipelineConfig, *, paths: PipelinePaths | None) -> PipelineResult:
+             config: PipelineConfig, *, paths: PipelinePaths | None,
+             clock: Callable[[], float] = time.perf_counter) -> PipelineResult:
     """:func:`compute`, taking the interactions out of ``held``: when the caller keeps no other
     reference, each long frame is freed as soon as the next one is built (one or two at a time,
     not four: 7.4 GB peak at 30M rows before)."""
@@ -163,13 +174,23 @@ def _compute(held: dict[str, pd.DataFrame], movies_raw: pd.DataFrame, ratings: p
         counts["movies_without_description"] = int(movies[C.DESCRIPTION].isna().sum())
         report.facts.update({"metadata pairs": counts["sim_md_nnz"], "description pairs": counts["sim_desc_nnz"]})
     timer.lap("similarity")
+    if config.autotune.enabled or config.tuned is None:
+        with progress.stage("tuning", of=progress.count(len(users), "users")) as report:
+            outcome = autotune.tune_on_input(interactions, movies, sim_md, sim_desc, config, clock=clock,
+                                             reference_s=sum(timer.timings.values()))
+            report.facts["status"] = outcome.summary["status"]
+        if outcome.params is not None and outcome.params.collaborative.recency != config.collaborative.recency:
+            interactions[C.RECENCY_RANK] = recency_rank(interactions, outcome.params.collaborative.recency).astype(
+                np.int32)
+        config = autotune.apply(config, outcome)
+        timer.lap("tuning")
     with progress.stage("co-watching similarity", of=progress.count(len(interactions), "user-movie pairs")) as report:
         sim_cf = item_item_similarity(interactions, movies[C.MOVIE].astype(str).to_numpy(), config.collaborative)
         counts["sim_cf_nnz"] = int(sim_cf.matrix.nnz)
         report.facts["pairs"] = counts["sim_cf_nnz"]
     timer.lap("collaborative")
     return PipelineResult(ratings, movies, interactions, users, sim_md, sim_desc, sim_cf, counts=counts,
-                          timings=timer.timings)
+                          timings=timer.timings, config=config)
 
 
 def _movies_for_parquet(movies: pd.DataFrame) -> pd.DataFrame:
@@ -313,7 +334,8 @@ def run_pipeline(paths: PipelinePaths = PipelinePaths(), config: PipelineConfig 
     result.timings = {**timer.timings, **result.timings}
     t = time.perf_counter()
     with progress.stage("write artifacts"):
-        manifest = write_result(result, paths, config, input_fingerprints(paths), lock_timeout=lock_timeout)
+        manifest = write_result(result, paths, result.config or config, input_fingerprints(paths),
+                                lock_timeout=lock_timeout)
     result.timings["write"] = round(time.perf_counter() - t, 3)
     return result, manifest
 
@@ -322,28 +344,34 @@ def tuned_config(manifest_path: Path, base: PipelineConfig) -> PipelineConfig | 
     """``base`` with the blend and co-watching settings ``rekko tune`` stored in a manifest, or None.
 
     Rebuilding the artifacts must not silently throw away a tuning run: a
-    manifest whose parameters carry a ``tuned`` summary keeps its blend and
-    collaborative settings across pipeline runs.
+    manifest whose parameters carry a ``tuned`` summary of ``rekko tune``
+    keeps its blend and collaborative settings across pipeline runs, and the
+    pipeline's own tuning is then off (``--default-params`` drops them and
+    tunes again). A summary the pipeline wrote itself (``source =
+    "pipeline"``) is not kept: each run tunes on its own input.
     """
     from rekko.artifacts import read_manifest
     from rekko.exceptions import ArtifactError, ConfigError
 
     try:
         stored = PipelineConfig.from_manifest(read_manifest(manifest_path).parameters)
-        if not stored.tuned:
+        if not stored.tuned or stored.tuned.get("source") == "pipeline":  # the pipeline's own: tuned again
             return None
         tuned = RekkoParams.from_dict(stored.tuned.get("parameters") or {}, where="parameters.tuned.parameters")
     except (ArtifactError, ConfigError):
         return None
     collaborative = tuned.collaborative if (stored.tuned.get("parameters") or {}).get("collaborative") \
         else stored.collaborative
+    # an explicit `rekko tune` run wins over the pipeline's own tuning, which would replace it
     return replace(base, blend=stored.blend, collaborative=replace(collaborative, n_threads=base.collaborative.n_threads),
-                   tuned=stored.tuned)
+                   tuned=stored.tuned, autotune=replace(base.autotune, enabled=False))
 
 
 def run_with_enrichment(paths: PipelinePaths = PipelinePaths(), *, top_k: int = 100,
                         config: PipelineConfig | None = None,
                         keep_tuned: bool = True,
+                        tune: bool = True,
+                        tune_budget: float | None = None,
                         lock_timeout: float = DEFAULT_LOCK_TIMEOUT, engine: str = "local",
                         scheduler: str | None = None) -> tuple[PipelineResult, Manifest]:
     """The pipeline as the CLI and the entrypoint run it.
@@ -352,17 +380,29 @@ def run_with_enrichment(paths: PipelinePaths = PipelinePaths(), *, top_k: int = 
     (``rekko enrich``); with or without a key, an existing cache beside the
     ratings file adds its rows to the ratings the pipeline joins. Parameters
     found by ``rekko tune`` in the current manifest are kept unless
-    ``keep_tuned`` is false. ``lock_timeout`` is how long the write phase
-    waits for another run writing the same artifact set.
+    ``keep_tuned`` is false; otherwise the pipeline tunes on its input unless
+    ``tune`` is false (``tune_budget``: its seconds, default
+    :class:`~rekko.config.AutoTuneConfig`'s). ``lock_timeout`` is how long the
+    write phase waits for another run writing the same artifact set.
     """
     import os
 
     cfg = config or PipelineConfig(similarity=SimilarityConfig(k=top_k))
+    if config is None:
+        budget = cfg.autotune.budget_s if tune_budget is None else tune_budget
+        cfg = replace(cfg, autotune=replace(cfg.autotune, enabled=tune, budget_s=budget))
     tuned = tuned_config(paths.manifest, cfg) if keep_tuned and config is None else None
     if tuned is not None:
         log.warning("keeping the blend and co-watching parameters `rekko tune` stored in %s "
                     "(--default-params to drop them)", paths.manifest)
         cfg = tuned
+    if engine == "dask" and cfg.tuned is None:
+        # the cluster path builds the stages on its own frames; tuning there is not built yet: say so
+        reason = "the dask engine does not tune yet (--engine local tunes)" if cfg.autotune.enabled \
+            else "tuning turned off (--no-tune)"
+        cfg = replace(cfg, autotune=replace(cfg.autotune, enabled=False), tuned={
+            "source": "pipeline", "status": "skipped" if cfg.autotune.enabled else "off", "reason": reason,
+            "seconds": 0.0})
     extra = None
     try:
         from rekko.enrich import EnrichSettings, default_cache_path, enrich_titles, read_cache_as_ratings

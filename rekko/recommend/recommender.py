@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -372,12 +372,20 @@ class Recommender:
 
     engine = "jit"
 
-    def __init__(self, artifacts: Artifacts, weights: BlendWeights | None = None, *, engine: str = "jit") -> None:
+    def __init__(self, artifacts: Artifacts, weights: BlendWeights | None = None, *, engine: str = "jit",
+                 scorer: kernel.Scorer | None = None) -> None:
+        """``scorer``: the combined similarity of these artifacts with the same md/desc/cf weights, computed
+        before (tuning reuses it across half-lives and movie weights); its movie part and half-life are redone."""
         self.engine = engine
         self.artifacts = artifacts
         self.weights = weights or artifacts.blend
         self.kinds_ = [k for k in SIM_KINDS if k in artifacts.sims]
-        self.scorer_ = kernel.combine(artifacts.sims, artifacts.movie_score, self.weights)
+        if scorer is None:
+            self.scorer_ = kernel.combine(artifacts.sims, artifacts.movie_score, self.weights)
+        else:
+            movie = kernel.combine({}, artifacts.movie_score, self.weights)
+            self.scorer_ = replace(scorer, movie_part=movie.movie_part, cold_order=movie.cold_order,
+                                   half_life=self.weights.recency_half_life)
         self.movie_pos_ = pd.Index(artifacts.movie_ids)
 
     def with_history(self, user_ids: np.ndarray, history: History) -> Recommender:
