@@ -49,35 +49,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from rekko.columns import Columns as C
 from rekko.config import CollaborativeConfig
+from rekko.pipeline.collaborative import bm25_weight, watch_matrix
 
-MOVIE_IDX = "movie_idx"
 #: Largest ``b x M`` of a movie block (entries of one partial product): about 200 MB as a dense-worst sparse block.
 BLOCK_ENTRIES = 1 << 24
 #: Threshold the local engine's cosine product applies (``top_k_cosine``); rp3beta keeps anything positive.
 _COSINE_THRESHOLD = 1e-7
-
-
-def watch_rows(part: pd.DataFrame, n_movies: int) -> sp.csr_matrix:
-    """This partition's users x movies watch ratios (zeros dropped, as ``watch_matrix`` drops them)."""
-    _, rows = np.unique(part[C.USER].to_numpy(), return_inverse=True)
-    cols = part[MOVIE_IDX].to_numpy(dtype=np.int64)
-    values = part[C.WATCH_RATIO].to_numpy(dtype=np.float64)
-    n_users = int(rows.max()) + 1 if len(rows) else 0
-    m = sp.csr_matrix((values, (rows, cols)), shape=(n_users, n_movies))
-    m.sum_duplicates()
-    m.eliminate_zeros()
-    return m
-
-
-def _bm25(x: sp.csr_matrix, k1: float, b: float, avg: float) -> sp.csr_matrix:
-    """:func:`rekko.pipeline.collaborative.bm25_weight` with the global mean row length ``avg`` given."""
-    length = np.asarray(x.sum(axis=1)).ravel()
-    norm = np.repeat(k1 * (1.0 - b + b * length / avg), np.diff(x.indptr))
-    out = x.copy()
-    out.data = x.data * (k1 + 1.0) / (norm + x.data)
-    return out
 
 
 def partition_stats(part: pd.DataFrame, n_movies: int, config: CollaborativeConfig,
@@ -87,7 +65,7 @@ def partition_stats(part: pd.DataFrame, n_movies: int, config: CollaborativeConf
     ``bm25_avg`` None: the first pass (row lengths for the BM25 mean); given:
     the column sums of squares of the BM25-weighted rows.
     """
-    x = watch_rows(part, n_movies)
+    x = watch_matrix(part, n_movies)
     per_user = np.diff(x.indptr).astype(np.float64)
     # entries movie j's row of X^T X can get from these users: the movies of each of its viewers
     out: dict[str, Any] = {"cooc": np.asarray(x.T @ per_user).ravel()}
@@ -98,7 +76,7 @@ def partition_stats(part: pd.DataFrame, n_movies: int, config: CollaborativeConf
         out["len_sum"] = float(length[length > 0].sum())
         out["len_count"] = int((length > 0).sum())
         if bm25_avg is not None:
-            w = _bm25(x, config.bm25_k1, config.bm25_b, bm25_avg)
+            w = bm25_weight(x, config.bm25_k1, config.bm25_b, avg=bm25_avg)
             out["col_sq"] = np.asarray(w.multiply(w).sum(axis=0)).ravel()
     else:
         out["col_sum"] = np.asarray(x.sum(axis=0)).ravel()
@@ -117,10 +95,10 @@ def _inverse(v: np.ndarray) -> np.ndarray:
 def partition_matrices(part: pd.DataFrame, n_movies: int, config: CollaborativeConfig,
                        stats: dict[str, Any]) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     """``(L_p^T, R_p)`` of one partition (movies x users_p, users_p x movies) for the global ``stats``."""
-    x = watch_rows(part, n_movies)
+    x = watch_matrix(part, n_movies)
     if config.weighting in ("cosine", "bm25"):
         if config.weighting == "bm25":
-            x = _bm25(x, config.bm25_k1, config.bm25_b, stats["bm25_avg"])
+            x = bm25_weight(x, config.bm25_k1, config.bm25_b, avg=stats["bm25_avg"])
         right = (x @ sp.diags(_inverse(np.sqrt(stats["col_sq"])))).tocsr()
         return right.T.tocsr(), right
     a = (x @ sp.diags(_inverse(stats["col_sum"]))).tocsr()

@@ -82,11 +82,16 @@ def watch_matrix(interactions_upd: pd.DataFrame, n_movies: int) -> sp.csr_matrix
     return m
 
 
-def bm25_weight(matrix: sp.csr_matrix, k1: float = 1.2, b: float = 0.75) -> sp.csr_matrix:
-    """BM25 term-frequency saturation and per-row length normalisation (no IDF; see the module doc)."""
+def bm25_weight(matrix: sp.csr_matrix, k1: float = 1.2, b: float = 0.75, *, avg: float | None = None) -> sp.csr_matrix:
+    """BM25 term-frequency saturation and per-row length normalisation (no IDF; see the module doc).
+
+    ``avg`` is the mean length of the non-empty rows; None computes it from
+    ``matrix`` (the Dask engine passes the mean over every partition).
+    """
     m = matrix.tocsr().astype(np.float64)
     length = np.asarray(m.sum(axis=1)).ravel()
-    avg = length[length > 0].mean() if (length > 0).any() else 1.0
+    if avg is None:
+        avg = length[length > 0].mean() if (length > 0).any() else 1.0
     norm = np.repeat(k1 * (1.0 - b + b * length / avg), np.diff(m.indptr))
     out = m.copy()
     out.data = m.data * (k1 + 1.0) / (norm + m.data)
