@@ -66,3 +66,21 @@ def connect(scheduler: str | None = None, *, n_workers: int | None = None,
     finally:
         client.close()
         cluster.close()
+
+
+def tree_reduce(client: Any, futures: list[Any], add: Any) -> Any:
+    """``add`` over ``futures`` in a fan-in-2 tree on the cluster; the total on the client.
+
+    Every level's futures stay referenced until the total is in: a future
+    released while the scheduler still needs it for the next level fails the
+    run with "lost dependencies".
+    """
+    level = list(futures)
+    held = [level]
+    while len(level) > 1:
+        nxt = [client.submit(add, level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+        held.append(level)
+    return level[0].result()

@@ -50,6 +50,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from rekko.config import CollaborativeConfig
+from rekko.distributed.cluster import tree_reduce
 from rekko.pipeline.collaborative import bm25_weight, watch_matrix
 
 #: Largest ``b x M`` of a movie block (entries of one partial product): about 200 MB as a dense-worst sparse block.
@@ -201,10 +202,9 @@ def cowatch_similarity(client: Any, parts: list[Any], n_movies: int, config: Col
     frames (``user_id``, ``movie_idx``, ``watch_ratio``). See the module doc
     for the plan and why its memory is bounded.
     """
+    import itertools
     import logging
     import time
-
-    import itertools
 
     from distributed import as_completed, wait
 
@@ -282,12 +282,5 @@ def _submit_block(client: Any, matrices: list[Any], lo: int, hi: int, config: Co
 def _reduce_stats(client: Any, parts: list[Any], n_movies: int, config: CollaborativeConfig,
                   bm25_avg: float | None) -> dict[str, Any]:
     """Sum :func:`partition_stats` over the partitions (a tree of adds on the cluster; the total to the client)."""
-    level = [client.submit(partition_stats, p, n_movies, config, bm25_avg) for p in parts]
-    held = [level]
-    while len(level) > 1:
-        nxt = [client.submit(add_stats, level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
-        held.append(level)
-    return level[0].result()
+    return tree_reduce(client, [client.submit(partition_stats, p, n_movies, config, bm25_avg) for p in parts],
+                       add_stats)

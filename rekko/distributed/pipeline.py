@@ -57,6 +57,7 @@ from rekko import progress
 from rekko.artifacts import Manifest, TopKSimilarity
 from rekko.columns import Columns as C
 from rekko.config import PipelineConfig
+from rekko.distributed.cluster import tree_reduce
 from rekko.exceptions import DataValidationError
 from rekko.locking import DEFAULT_LOCK_TIMEOUT
 from rekko.paths import PipelinePaths
@@ -72,7 +73,6 @@ from rekko.pipeline.features import (
     user_features,
     watch_ratio,
 )
-from rekko.pipeline.ratings import attach_ratings
 from rekko.pipeline.sources import Part, load_part, resolve_parts
 
 log = logging.getLogger(__name__)
@@ -176,19 +176,6 @@ def _add_summaries(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             "midnight": a["midnight"] and b["midnight"]}
 
 
-def _tree(client: Any, futures: list[Any], add: Any) -> Any:
-    """``add`` over ``futures`` in a fan-in-2 tree on the cluster; the total on the client."""
-    level = list(futures)
-    held = [level]  # intermediate futures stay referenced until the total is in
-    while len(level) > 1:
-        nxt = [client.submit(add, level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
-        held.append(level)
-    return level[0].result()
-
-
 def _interactions_frame(part: pd.DataFrame, movie_ids: pd.Index) -> pd.DataFrame:
     """A worker partition in ``interactions_upd``'s columns and dtypes (movie_id categorical over every movie)."""
     idx = part[MOVIE_IDX].to_numpy()
@@ -217,16 +204,12 @@ def compute_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame,
     from distributed import wait
 
     from rekko.distributed.cowatch import BLOCK_ENTRIES, cowatch_similarity
-    from rekko.pipeline.run import PipelineResult, StreamedTable, _Timer
+    from rekko.pipeline.run import PipelineResult, StreamedTable, _Timer, ratings_stage
     from rekko.pipeline.similarity import content_similarities
 
     timer = _Timer()
     counts: dict[str, Any] = {"movies": len(movies_raw), "ratings_rows": len(ratings)}
-    with progress.stage("ratings", of=progress.count(len(ratings), "ratings")) as report:
-        movies, join_stats = attach_ratings(movies_raw, ratings)
-        report.facts.update({"movies with a rating": join_stats["with_rating"],
-                             "with a description": join_stats["with_description"]})
-    counts["ratings_join"] = join_stats
+    movies, counts["ratings_join"] = ratings_stage(movies_raw, ratings)
     timer.lap("ratings")
     # catalogue-sized: one worker computes both, beside the interaction stages
     content = client.submit(content_similarities, client.scatter(movies), config.similarity, pure=False)
@@ -268,7 +251,7 @@ def compute_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame,
         del read, frames, split, pieces
         log.info("features: read %d parts, range-partitioned by user into %d partitions, sessions aggregated "
                  "(%.1f s)", len(parts), len(pair_parts), time.perf_counter() - started)
-        summary = _tree(client, [client.submit(partition_summary, p, n_movies) for p in pair_parts], _add_summaries)
+        summary = tree_reduce(client, [client.submit(partition_summary, p, n_movies) for p in pair_parts], _add_summaries)
         counts["interactions_sessions_merged"] = (rows - dropped) - summary["pairs"]
         mode = config.collaborative.recency
         if mode == "auto":

@@ -134,17 +134,11 @@ def _rp3beta_top_k(x: sp.csr_matrix, config: CollaborativeConfig) -> sp.csr_matr
     threads = config.n_threads if config.n_threads is not None else (os.cpu_count() or 1)
     top = sp_matmul_topn(a.astype(np.float32), b.astype(np.float32), top_n=min(config.k + 1, n), threshold=0.0,
                          sort=False, n_threads=threads if threads > 1 else None)
-    top = keep_top_k(sp.csr_matrix(top, dtype=np.float64), config.k, drop_diagonal=True)
-    row_max = np.zeros(n)
-    nonempty = np.diff(top.indptr) > 0
-    row_max[nonempty] = np.maximum.reduceat(top.data, top.indptr[:-1][nonempty])
-    top = sp.diags(np.divide(1.0, row_max, out=np.zeros_like(row_max), where=row_max > 0)) @ top
-    out = sp.csr_matrix(top, dtype=np.float32)
-    out.sort_indices()
-    return out
+    return _row_max_scaled(keep_top_k(sp.csr_matrix(top, dtype=np.float64), config.k, drop_diagonal=True))
 
 
 def _row_max_scaled(top: sp.csr_matrix) -> sp.csr_matrix:
+    """Each row divided by its largest value (float32, sorted indices): the strongest neighbour scores 1."""
     n = top.shape[0]
     row_max = np.zeros(n)
     nonempty = np.diff(top.indptr) > 0

@@ -95,6 +95,15 @@ class _Timer:
         self._t = now
 
 
+def ratings_stage(movies_raw: pd.DataFrame, ratings: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Stage 2, reported as it runs: the movies with their ratings joined, and the join's counts (both engines)."""
+    with progress.stage("ratings", of=progress.count(len(ratings), "ratings")) as report:
+        movies, join_stats = attach_ratings(movies_raw, ratings)
+        report.facts.update({"movies with a rating": join_stats["with_rating"],
+                             "with a description": join_stats["with_description"]})
+    return movies, join_stats
+
+
 def compute(
     interactions_raw: pd.DataFrame,
     movies_raw: pd.DataFrame,
@@ -124,11 +133,7 @@ def _compute(held: dict[str, pd.DataFrame], movies_raw: pd.DataFrame, ratings: p
     timer = _Timer()
     counts: dict[str, Any] = {"interaction_rows": len(interactions_raw), "movies": len(movies_raw),
                               "ratings_rows": len(ratings)}
-    with progress.stage("ratings", of=progress.count(len(ratings), "ratings")) as report:
-        movies, join_stats = attach_ratings(movies_raw, ratings)
-        report.facts.update({"movies with a rating": join_stats["with_rating"],
-                             "with a description": join_stats["with_description"]})
-    counts["ratings_join"] = join_stats
+    movies, counts["ratings_join"] = ratings_stage(movies_raw, ratings)
     timer.lap("ratings")
 
     with progress.stage("features", of=progress.count(len(interactions_raw), "interactions")) as report:
