@@ -91,7 +91,7 @@ def assert_same_artifacts(a: PipelinePaths, b: PipelinePaths, *, recommend: bool
         np.testing.assert_allclose(ra["score"], rb["score"], atol=1e-6)
 
 
-@pytest.mark.parametrize("weighting", ["bm25", "cosine", "rp3beta"])
+@pytest.mark.parametrize("weighting", ["bm25", "cosine", "rp3beta", "ease"])
 def test_tiny_equals_local_engine(tmp_path: Path, scheduler: str, weighting: str) -> None:
     write_inputs(tmp_path)
     local, dask_ = layout(tmp_path / "local", tmp_path / "data/interactions.parquet"), layout(tmp_path)
@@ -172,7 +172,7 @@ def test_top_k_rows_is_keep_top_k() -> None:
     """The block selection keeps what keep_top_k keeps: largest first, ties to the lower column."""
     import scipy.sparse as sp
 
-    from rekko.distributed.cowatch import top_k_rows
+    from rekko.pipeline.collaborative import top_k_rows
     from rekko.pipeline.similarity import keep_top_k
 
     rng = np.random.default_rng(0)
