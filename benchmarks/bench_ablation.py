@@ -19,7 +19,7 @@ import numpy as np
 
 from rekko.columns import Columns as C
 from rekko.config import BlendWeights, RekkoParams
-from rekko.evaluation import metrics
+from rekko import metrics
 from rekko.evaluation import models as M
 from rekko.evaluation.run import EvalConfig, load_inputs
 

@@ -5,7 +5,7 @@
 
 The split, the train matrix and the metrics are rekko's own (``rekko evaluate``'s
 per-user split, the pipeline's users x movies watch-ratio matrix on the train
-part, :func:`rekko.evaluation.metrics.evaluate`), so the figures sit beside
+part, :func:`rekko.metrics.evaluate`), so the figures sit beside
 ``rekko evaluate``'s table. None of these models sees a watch time: with
 ``--model-sees dates`` only the train part's times are cut to the day, which
 changes nothing for them (the split is by exact time either way); the option
@@ -32,7 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from rekko.columns import Columns as C
-from rekko.evaluation import metrics
+from rekko import metrics
 from rekko.evaluation import models as M
 from rekko.evaluation.run import EvalConfig, load_inputs
 

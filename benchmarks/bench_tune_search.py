@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from rekko.columns import Columns as C
-    from rekko.evaluation import metrics
+    from rekko import metrics
     from rekko.evaluation import models as M
     from rekko.evaluation import tuning
     from rekko.evaluation.run import EvalConfig, load_inputs

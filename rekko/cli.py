@@ -49,9 +49,11 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
                              f"at least {AutoTuneConfig().min_users} users have {AutoTuneConfig().min_history}+ "
                              "watched movies)")
     parser.add_argument("--tune-budget", type=seconds_type, default=None, metavar="SECONDS",
-                        help="wall seconds the tuning may take; the best found so far is used when it runs out, the "
-                             "defaults if the defaults were not yet scored (default: as long as the stages before "
-                             f"it took, at least {AutoTuneConfig().min_budget_s:g} s)")
+                        help="an explicit cap in wall seconds on the tuning, on top of its work budget; when it cuts "
+                             "the search the best found so far is used (the defaults if the defaults were not yet "
+                             "scored) and the output and the manifest say so; the result then depends on the "
+                             f"machine's speed (default: none, only the work budget of "
+                             f"{AutoTuneConfig().work_budget:,} units: the same input gives the same model)")
     parser.add_argument("--lock-timeout", type=seconds_type, default=DEFAULT_LOCK_TIMEOUT, metavar="SECONDS",
                         help="how long to wait for another pipeline writing the same artifacts, then exit 2 "
                              f"(default: {DEFAULT_LOCK_TIMEOUT:g}; 0 = do not wait)")
@@ -96,8 +98,9 @@ def user_id_type(text: str) -> int:
 
 # -- pipeline -------------------------------------------------------------------
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    from rekko.pipeline import autotune, run_with_enrichment
+    from rekko.build import run_with_enrichment
     from rekko.pipeline.outputs import check_outputs
+    from rekko.tuning import auto
 
     paths = pipeline_paths(args)
     engine = engine_from_args(args) if hasattr(args, "engine") else "local"
@@ -120,7 +123,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     )
     join = counts["ratings_join"]
     print(f"ratings: {join['with_rating']} movies with a rating, {join['with_description']} with a description")
-    print(autotune.describe(manifest.parameters.get("tuned")))
+    print(auto.describe(manifest.parameters.get("tuned"), result.timings.get("tuning")))
     print(f"wrote {len(manifest.artifacts)} artifacts and {paths.manifest} in {sum(result.timings.values()):.2f} s")
     return 0
 

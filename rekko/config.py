@@ -321,18 +321,27 @@ class AutoTuneConfig(ConfigBase):
     ``min_users`` users have ``min_history`` movies: below that, the
     validation NDCG's standard error (about 0.3 / sqrt(users), 0.013 at 500)
     is as large as the differences tuning looks for, and the defaults are the
-    safer choice. The budget bounds the tuning's wall time (the carving, the
-    train part's features and co-watching fits, the search); the search stops
-    where it is when it runs out, and the defaults stay if the start was not
-    yet scored on every validation user.
+    safer choice.
+
+    The search's budget is counted in work, never in seconds, so the same
+    input gives the same choice on any machine at any load: ``work_budget``
+    units, where ranking one validation user for one candidate costs 1 and a
+    refit of the co-watching similarity costs ``train pairs / refit_pairs_per_unit``
+    (a refit's cost grows with the rows, a ranking's does not). When the
+    budget would be passed, the search stops where it is and keeps the best
+    candidate scored on every validation user (the defaults if none was).
+    ``budget_s`` is an explicit cap in wall seconds on top of it (None, the
+    default: none); when it cuts the search the summary says so, and the
+    result then depends on the machine.
     """
 
     enabled: bool = True
-    #: wall seconds for tuning; None (the default): as long as the pipeline's stages before it took (ratings,
-    #: features, content similarity), at least ``min_budget_s``: tuning at most doubles the build, and a busy
-    #: machine, slower at both, still gets as far in the search
+    #: wall seconds for tuning, an explicit cap (None: none; the default budget is ``work_budget``)
     budget_s: float | None = None
-    min_budget_s: float = 6.0
+    #: units of work for the search: one per validation user ranked for one candidate, plus each refit's share
+    work_budget: int = 60_000
+    #: train pairs that cost one unit of a co-watching refit
+    refit_pairs_per_unit: int = 20
     min_users: int = 500
     min_history: int = 5
     max_users: int = 2000
@@ -347,8 +356,7 @@ class AutoTuneConfig(ConfigBase):
             raise ConfigError(f"{o}.enabled must be true or false, got {self.enabled!r}")
         if self.budget_s is not None:
             self._set("budget_s", _check_number(o, "budget_s", self.budget_s))
-        self._set("min_budget_s", _check_number(o, "min_budget_s", self.min_budget_s))
-        for name in ("min_users", "min_history", "max_users", "max_holdout", "k"):
+        for name in ("work_budget", "refit_pairs_per_unit", "min_users", "min_history", "max_users", "max_holdout", "k"):
             self._set(name, _check_int(o, name, getattr(self, name)))
         self._set("holdout_share", _check_number(o, "holdout_share", self.holdout_share, strict=True, maximum=1.0))
         self._set("seed", _check_int(o, "seed", self.seed, minimum=0))

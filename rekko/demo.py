@@ -25,14 +25,16 @@ def artifacts_fresh(paths: PipelinePaths) -> bool:
     """True when the manifest was written by this rekko, from exactly the current inputs, with the parameters
     a pipeline run would use now (the built-in ones, or those `rekko tune` stored)."""
     from rekko import __version__
-    from rekko.pipeline import PipelineConfig, input_fingerprints, manifest_parameters, tuned_config
+    from rekko.build import tuned_config
+    from rekko.config import PipelineConfig
+    from rekko.pipeline.run import input_fingerprints
 
     try:
         manifest = read_manifest(paths.manifest)
     except ArtifactError:
         return False
     config = tuned_config(paths.manifest, PipelineConfig()) or PipelineConfig()
-    expected, found = manifest_parameters(config), dict(manifest.parameters)
+    expected, found = config.to_manifest(), dict(manifest.parameters)
     tuned = found.get("tuned") or {}
     if tuned.get("source") == "pipeline":
         found.pop("tuned")  # the pipeline's own summary: it says how the parameters below were chosen
@@ -66,7 +68,7 @@ def describe_history(paths: PipelinePaths, artifacts, user_id: int, shown: int =
 
 def run_demo(user_id: int | None = None, n: int = 10, fmt: str = "table") -> int:
     from rekko.recommend.present import format_recommendations
-    from rekko.pipeline import run_with_enrichment
+    from rekko.build import run_with_enrichment
     from rekko.recommend import Recommender, load_artifacts
 
     paths = PipelinePaths()

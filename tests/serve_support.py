@@ -19,7 +19,7 @@ from typing import Any
 
 from rekko.testing import synth
 from rekko.paths import ArtifactPaths, PipelinePaths
-from rekko.pipeline import run_pipeline
+from rekko.build import run_pipeline
 
 #: small but structured: clusters, users with tastes, a few unknown-movie-free rows
 SMALL = {"n_movies": 240, "n_users": 150, "n_interactions": 3000}

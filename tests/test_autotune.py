@@ -23,8 +23,8 @@ from rekko.artifacts import read_manifest
 from rekko.config import AutoTuneConfig, BlendWeights, PipelineConfig, RekkoParams
 from rekko.exceptions import ConfigError
 from rekko.paths import PipelinePaths
-from rekko.pipeline import autotune
-from rekko.pipeline.run import compute, run_pipeline
+from rekko.build import compute, run_pipeline
+from rekko.tuning import auto as autotune
 from tests.conftest import run_cli
 
 N_PAIRS = 20
@@ -64,7 +64,7 @@ def frames(users: int = 60):
 
 
 def config(**tuning) -> PipelineConfig:
-    settings = {"min_users": 20, "budget_s": 600.0, **tuning}
+    settings = {"min_users": 20, **tuning}
     return PipelineConfig(blend=METADATA_FIRST, autotune=AutoTuneConfig(**settings))
 
 
@@ -102,11 +102,32 @@ def test_tuning_moves_weight_from_misleading_metadata_to_co_watching(tuned_run):
 def test_same_input_same_choice(tuned_run):
     a = tuned_run.config.tuned
     b = compute(*frames(), config()).config.tuned
-    def timeless(summary):
-        stages = [{k: v for k, v in stage.items() if k != "seconds_at_start"} for stage in summary["stages"]]
-        return {**{k: v for k, v in summary.items() if k != "seconds"}, "stages": stages}
+    assert a == b  # no wall-clock figure in the summary: the same input writes the same parameters
+    assert "seconds" not in a and all("seconds_at_start" not in stage for stage in a["stages"])
 
-    assert timeless(a) == timeless(b)
+
+def test_a_slow_clock_changes_nothing(tuned_run):
+    """The default budget is work, not seconds: a clock that runs 1000 s per reading chooses the same."""
+    slow = compute(*frames(), config(), clock=FakeClock(1000.0)).config.tuned
+    assert slow == tuned_run.config.tuned
+
+
+def test_work_budget_spent_before_a_first_full_evaluation_keeps_the_defaults():
+    result = compute(*frames(), config(work_budget=59))  # the start alone ranks 60 validation users
+    tuned = result.config.tuned
+    assert tuned["status"] == "kept defaults" and "work budget of 59 units ran out" in tuned["reason"]
+    assert result.config.blend == METADATA_FIRST
+
+
+def test_work_budget_spent_mid_search_keeps_the_best_so_far(tuned_run):
+    full = tuned_run.config.tuned
+    cut = compute(*frames(), config(work_budget=full["work"] // 3)).config.tuned
+    assert cut["status"] == "tuned" and cut["complete"] is False and cut["stopped_by"] == "work"
+    assert "work budget" in cut["reason"] and cut["work"] <= full["work"] // 3
+    assert cut["start_ndcg"] <= cut["validation_ndcg"] <= full["validation_ndcg"]
+    assert cut["evaluations"] < full["evaluations"]
+    again = compute(*frames(), config(work_budget=full["work"] // 3)).config.tuned
+    assert again == cut
 
 
 def test_too_few_users_keeps_the_defaults():
@@ -125,7 +146,7 @@ def test_budget_spent_before_a_first_full_evaluation_keeps_the_defaults():
     # every clock reading costs 10 s of a 5 s budget: the start is never scored on all users
     result = compute(*frames(), config(budget_s=5.0), clock=FakeClock(10.0))
     tuned = result.config.tuned
-    assert tuned["status"] == "kept defaults" and "budget ran out before a first full evaluation" in tuned["reason"]
+    assert tuned["status"] == "kept defaults" and "5 s time cap ran out before a first full evaluation" in tuned["reason"]
     assert result.config.blend == METADATA_FIRST
 
 
@@ -140,7 +161,8 @@ def test_budget_spent_mid_search_keeps_the_best_so_far(tuned_run):
         return 0.0 if readings["n"] <= 12 else 1000.0
 
     cut = compute(interactions, movies, ratings, config(budget_s=100.0), clock=clock).config.tuned
-    assert cut["status"] == "tuned" and cut["complete"] is False and "budget ran out" in cut["reason"]
+    assert cut["status"] == "tuned" and cut["complete"] is False and "time cap ran out" in cut["reason"]
+    assert cut["stopped_by"] == "time" and cut["budget_s"] == 100.0
     assert cut["start_ndcg"] <= cut["validation_ndcg"] <= full.config.tuned["validation_ndcg"]
     assert cut["evaluations"] < full.config.tuned["evaluations"]
 
@@ -194,8 +216,9 @@ def test_cli_tunes_by_default_and_says_so_in_one_line(tmp_path: Path):
 def test_describe_lines():
     assert autotune.describe(None).startswith("tuning: none")
     assert "rekko tune" in autotune.describe({"parameters": {}, "validation_ndcg": 0.2})
-    skipped = {"source": "pipeline", "status": "skipped", "reason": "3 users", "seconds": 0.01}
-    assert autotune.describe(skipped) == "tuning: skipped, built-in defaults: 3 users (0.0 s)"
+    skipped = {"source": "pipeline", "status": "skipped", "reason": "3 users"}
+    assert autotune.describe(skipped, 0.01) == "tuning: skipped, built-in defaults: 3 users (0.0 s)"
+    assert autotune.describe(skipped) == "tuning: skipped, built-in defaults: 3 users"
     assert replace(AutoTuneConfig(), budget_s=1.0).budget_s == 1.0
     with pytest.raises(ConfigError):
         AutoTuneConfig(min_users=0)

@@ -17,7 +17,7 @@ from rekko.artifacts import read_topk  # noqa: E402
 from rekko.config import CollaborativeConfig, PipelineConfig  # noqa: E402
 from rekko.exceptions import MissingColumnsError  # noqa: E402
 from rekko.paths import PipelinePaths  # noqa: E402
-from rekko.pipeline.run import run_pipeline  # noqa: E402
+from rekko.build import run_pipeline  # noqa: E402
 from tests.conftest import REPO, run_cli, tiny_interactions, write_inputs  # noqa: E402
 from tests.s3_support import SECRET, environ, s3_server, upload_parts  # noqa: E402
 
@@ -98,10 +98,8 @@ def test_tiny_equals_local_engine(tmp_path: Path, scheduler: str, weighting: str
     local = PipelinePaths(**{**local.__dict__, "movies": dask_.movies, "ratings": dask_.ratings})
     config = PipelineConfig(collaborative=CollaborativeConfig(weighting=weighting))
     run_pipeline(local, config)
-    from rekko.distributed.pipeline import run_dask_pipeline
-
     # two movies per block: the co-watching reduce runs over several blocks even on six movies
-    run_dask_pipeline(dask_, config, scheduler=scheduler, block_entries=12)
+    run_pipeline(dask_, config, engine="dask", scheduler=scheduler, block_entries=12)
     assert_same_artifacts(local, dask_)
 
 

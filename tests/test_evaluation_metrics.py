@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rekko.columns import Columns as C
-from rekko.evaluation import metrics as M
+from rekko import metrics as M
 
 
 def _recs(lists: dict[int, list[str]]) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from rekko.pipeline.collaborative import CollaborativeConfig
 from rekko.columns import Columns as C
 from rekko.evaluation import models as M
 from rekko.evaluation.run import check_recommendations
-from rekko.pipeline import PipelineResult
+from rekko.tuning.data import TrainPart
 from rekko.recommend import BlendWeights
 from rekko.pipeline.similarity import TopKSimilarity
 
@@ -43,11 +43,9 @@ def _fitted(md: np.ndarray, desc: np.ndarray, cf: np.ndarray, movie_score: list[
             C.RECENCY_RANK: [1, 0, 0],
         }
     )
-    result = PipelineResult(
-        ratings=pd.DataFrame(),
+    result = TrainPart(
         movies=movies,
         interactions=upd,
-        users=pd.DataFrame(),
         sim_md=TopKSimilarity(IDS, sp.csr_matrix(md, dtype=np.float32)),
         sim_desc=TopKSimilarity(IDS, sp.csr_matrix(desc, dtype=np.float32)),
         sim_cf=TopKSimilarity(IDS, sp.csr_matrix(cf, dtype=np.float32)),
@@ -86,7 +84,7 @@ def test_most_popular_equals_a_dense_sort(watched_rows, k, n_users) -> None:
         [(u + 1, j, 1.0, 0) for u, row in enumerate(watched_rows) for j, w in enumerate(row) if w] or [(1, 0, 1.0, 0)],
         columns=[C.USER, "movie_idx", C.WATCH_RATIO, C.RECENCY_RANK],
     )
-    f = M.Fitted(replace(f.result, interactions=upd), f.collaborative)
+    f = M.Fitted(replace(f.data, interactions=upd), f.collaborative)
     recs = M.most_popular(f, f.user_ids, k)
     for user in f.user_ids:
         seen = set(upd.loc[upd[C.USER] == user, "movie_idx"])
@@ -128,7 +126,7 @@ def test_params_round_trip() -> None:
     assert M.RekkoParams.from_dict(p.to_dict()) == p
     assert M.RekkoParams.from_dict(None) == M.RekkoParams()
     # rekko evaluate without --params measures what the pipeline ships
-    from rekko.pipeline import PipelineConfig
+    from rekko.config import PipelineConfig
 
     assert M.RekkoParams().blend == PipelineConfig().blend
 

@@ -14,7 +14,7 @@ import pytest
 
 from rekko.columns import Columns as C
 from rekko.evaluation import report
-from rekko.evaluation.metrics import ACCURACY_METRICS, BEYOND_ACCURACY_METRICS
+from rekko.metrics import ACCURACY_METRICS, BEYOND_ACCURACY_METRICS
 from rekko.evaluation.run import MODELS, EvalConfig, load_inputs, run_evaluation
 from rekko.exceptions import ConfigError
 

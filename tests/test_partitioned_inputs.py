@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import run_cli, tiny_interactions, write_inputs
 from rekko.exceptions import DataValidationError, InputFileError, MissingColumnsError
 from rekko.paths import PipelinePaths
-from rekko.pipeline.run import run_pipeline
+from rekko.build import run_pipeline
 from rekko.pipeline.sources import Part, fingerprints, redact, resolve_parts
 from tests.s3_support import SECRET, environ, s3_server, upload_parts
 

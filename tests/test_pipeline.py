@@ -8,7 +8,7 @@ from rekko.artifacts import read_manifest
 from rekko.exceptions import DataValidationError
 from rekko.io import sha256_file
 from rekko.paths import PipelinePaths
-from rekko.pipeline import run_pipeline
+from rekko.build import run_pipeline
 from rekko.recommend import Recommender, load_artifacts
 
 
@@ -114,7 +114,7 @@ def test_rebuild_keeps_parameters_rekko_tune_stored(tiny_dir):
     from dataclasses import asdict
 
     from rekko.artifacts import write_manifest
-    from rekko.pipeline import run_with_enrichment
+    from rekko.build import run_with_enrichment
     from rekko.recommend import BlendWeights
 
     paths = paths_in(tiny_dir)

@@ -34,7 +34,7 @@ def test_quiet_silences_progress_but_not_the_summary(tiny_dir):
 
 
 def test_the_library_alone_prints_nothing(tiny_dir):
-    code = "from rekko.pipeline import run_pipeline; run_pipeline()"
+    code = "from rekko.build import run_pipeline; run_pipeline()"
     proc = subprocess.run([sys.executable, "-c", code], cwd=tiny_dir, capture_output=True, text=True, timeout=120,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr

@@ -22,9 +22,10 @@ from rekko.config import PipelineConfig, RekkoParams
 from rekko.evaluation import models as M
 from rekko.evaluation.run import load_inputs
 from rekko.paths import PipelinePaths
-from rekko.pipeline import compute
+from rekko.pipeline.run import compute
 from rekko.recommend import Recommender, load_artifacts
 from rekko.testing import synth
+from rekko.tuning.data import TrainPart
 from tests.conftest import run_cli
 from tests.serve_support import get, live_server
 
@@ -124,7 +125,7 @@ def test_evaluate_and_tune_rank_like_the_artifacts(tied, users, reference):
     interactions, movies, ratings = load_inputs(tied / d.interactions, tied / d.movies, tied / d.ratings)
     manifest = json.loads((tied / "matrix" / "manifest.json").read_text())
     config = PipelineConfig.from_manifest(manifest["parameters"])
-    fitted = M.Fitted(compute(interactions, movies, ratings, config), config.collaborative)
+    fitted = M.Fitted(TrainPart.of(compute(interactions, movies, ratings, config)), config.collaborative)
     known = np.array([u for u in users if u in set(fitted.user_ids.tolist())])
     got = lists_from_frame(M.rekko(fitted, known, N, RekkoParams(config.blend, config.collaborative)))
     assert got == {u: reference[u] for u in known.tolist()}

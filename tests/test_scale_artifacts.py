@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 
 from rekko.paths import PipelinePaths
 from rekko.pipeline import run as run_module
-from rekko.pipeline import run_pipeline
+from rekko.build import run_pipeline
 from rekko.recommend import Recommender, load_artifacts
 from rekko.testing.synth import generate, write_inputs
 

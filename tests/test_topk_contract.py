@@ -21,7 +21,7 @@ K = 7
 
 @pytest.fixture(scope="module")
 def catalogue():
-    from rekko.pipeline import compute
+    from rekko.pipeline.run import compute
     from rekko.pipeline.ingest import validate_interactions, validate_movies
     from rekko.pipeline.ratings import clean_ratings
 

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rekko.artifacts import Manifest, read_manifest, write_manifest
 from rekko.pipeline.collaborative import CollaborativeConfig
 from rekko.columns import Columns as C
 from rekko.evaluation import models as M
 from rekko.evaluation.run import load_inputs
 from rekko.evaluation.splitters import per_user_last_n_split
 from rekko.recommend import BlendWeights
-from rekko.evaluation import metrics
-from rekko.evaluation.tuning import TuneConfig, tune, update_manifest
+from rekko import metrics
+from rekko.evaluation.tuning import tune
+from rekko.tuning.search import TuneConfig
 from tests.test_evaluation_run import tiny_inputs
 
 
@@ -69,21 +69,6 @@ def test_tune_searches_on_a_validation_split_of_train_only(data) -> None:
     # every candidate was scored on the validation pairs, and the best one is what was returned
     assert max(t["ndcg"] for t in result.trace) == pytest.approx(result.validation_ndcg, abs=1e-6)
     assert result.to_dict()["evaluations"] == len(result.trace) > 10
-
-
-def test_update_manifest_stores_the_parameters_recommend_reads(tmp_path: Path) -> None:
-    path = tmp_path / "manifest.json"
-    write_manifest(Manifest(parameters={"blend": {"md": 0.5, "desc": 0.3, "cf": 0.0, "movie": 0.2}}), path)
-    params = M.RekkoParams(blend=BlendWeights(md=0.1, desc=0.0, cf=0.8, movie=0.1, recency_half_life=5.0))
-    from rekko.evaluation.tuning import TuneResult
-
-    note = update_manifest(path, TuneResult(params=params, validation_ndcg=0.2, validation_metrics={}, start_ndcg=0.1))
-    assert "no co-watching similarity" in note
-    stored = read_manifest(path).parameters
-    assert stored["blend"] == {"md": 0.1, "desc": 0.0, "cf": 0.8, "movie": 0.1, "recency_half_life": 5.0,
-                               "ratio_power": 1.0}
-    assert stored["tuned"]["validation_ndcg"] == 0.2
-    assert BlendWeights.from_dict(stored["blend"]) == params.blend
 
 
 def test_successive_halving_scores_most_candidates_on_a_subset_deterministically(data) -> None:

@@ -32,6 +32,12 @@ Plan (no step gathers all interactions into one process):
    :func:`rekko.pipeline.similarity.content_similarities`): they are
    catalogue-sized (200k movies is one machine's work) and start as soon as
    the ratings are joined, beside the interaction stages.
+Between 4 and 5 the orchestrator (:mod:`rekko.build`) tunes exactly as on
+the local engine: :func:`tuning_frame` gathers the columns the tuning reads
+(user, movie, ratio, date: about 30 bytes a row) in the local engine's row
+order, so both engines choose the same parameters; a changed recency mode is
+re-ranked on the workers (:func:`rerank`).
+
 7. **Write** (client): :func:`rekko.pipeline.run.write_result`, the local
    engine's staged, locked write, with ``interactions_upd`` and ``int_coef``
    streamed from the workers one partition at a time into one file each, in
@@ -47,21 +53,19 @@ from __future__ import annotations
 import logging
 import operator
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from rekko import progress
-from rekko.artifacts import Manifest, TopKSimilarity
+from rekko.artifacts import TopKSimilarity
 from rekko.columns import Columns as C
 from rekko.config import PipelineConfig
 from rekko.distributed.cluster import tree_reduce
+from rekko.distributed.cowatch import BLOCK_ENTRIES, cowatch_similarity
 from rekko.exceptions import DataValidationError
-from rekko.locking import DEFAULT_LOCK_TIMEOUT
-from rekko.paths import PipelinePaths
-from rekko.pipeline import ingest
 from rekko.pipeline.features import (
     add_movie_stats,
     aggregate_sessions,
@@ -73,13 +77,16 @@ from rekko.pipeline.features import (
     user_features,
     watch_ratio,
 )
-from rekko.pipeline.sources import Part, load_part, resolve_parts
+from rekko.pipeline.run import PipelineResult, StreamedTable, Timer, ratings_stage
+from rekko.pipeline.similarity import content_similarities
+from rekko.pipeline.sources import Part, load_part
 
 log = logging.getLogger(__name__)
 
 MOVIE_IDX = "movie_idx"
 #: Target rows per user partition after the shuffle (the partition is the unit a worker holds and the writer streams).
 ROWS_PER_PARTITION = 1_000_000
+
 
 def read_indexed_part(part: Part, movie_ids: pd.Index) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Read and validate one part on a worker; its rows with ``movie_idx`` (known movies only) and its counts."""
@@ -192,22 +199,35 @@ def _stream(client: Any, futures: list[Any], convert: Any) -> Any:
         del frame
 
 
-def compute_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame, ratings: pd.DataFrame,
-                       config: PipelineConfig, *, source: str = "interactions",
-                       block_entries: int | None = None) -> Any:
-    """Every stage of :func:`rekko.pipeline.run.compute` with the interaction stages on ``client``'s cluster.
+@dataclass
+class ClusterBuild:
+    """The stages before co-watching on a cluster: movies-sized results here, the user partitions on the workers."""
 
-    Returns a :class:`rekko.pipeline.run.PipelineResult` whose interactions and
-    users are :class:`~rekko.pipeline.run.StreamedTable` s (fetched from the
-    workers while the write phase streams them); keep ``client`` open until written.
-    """
+    client: Any
+    ratings: pd.DataFrame
+    movies: pd.DataFrame
+    movie_ids: pd.Index
+    #: futures of the user partitions (recency-ranked) and of their user features, in user order
+    ranked: list[Any]
+    users_parts: list[Any]
+    #: future of ``(sim_md, sim_desc)``, computed on one worker
+    content: Any
+    pairs: int
+    users: int
+    mode: str
+    counts: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def content_similarities(self) -> tuple[TopKSimilarity, TopKSimilarity]:
+        return self.content.result()
+
+
+def prepare_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame, ratings: pd.DataFrame,
+                       config: PipelineConfig, *, source: str = "interactions") -> ClusterBuild:
+    """:func:`rekko.pipeline.run.prepare` with the interaction stages on ``client``'s cluster."""
     from distributed import wait
 
-    from rekko.distributed.cowatch import BLOCK_ENTRIES, cowatch_similarity
-    from rekko.pipeline.run import PipelineResult, StreamedTable, _Timer, ratings_stage
-    from rekko.pipeline.similarity import content_similarities
-
-    timer = _Timer()
+    timer = Timer()
     counts: dict[str, Any] = {"movies": len(movies_raw), "ratings_rows": len(ratings)}
     movies, counts["ratings_join"] = ratings_stage(movies_raw, ratings)
     timer.lap("ratings")
@@ -251,7 +271,8 @@ def compute_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame,
         del read, frames, split, pieces
         log.info("features: read %d parts, range-partitioned by user into %d partitions, sessions aggregated "
                  "(%.1f s)", len(parts), len(pair_parts), time.perf_counter() - started)
-        summary = tree_reduce(client, [client.submit(partition_summary, p, n_movies) for p in pair_parts], _add_summaries)
+        summary = tree_reduce(client, [client.submit(partition_summary, p, n_movies) for p in pair_parts],
+                              _add_summaries)
         counts["interactions_sessions_merged"] = (rows - dropped) - summary["pairs"]
         mode = config.collaborative.recency
         if mode == "auto":
@@ -267,57 +288,66 @@ def compute_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame,
         report.facts.update({"users": summary["users"], "partitions": len(ranked),
                              "dropped (movie not in metadata)": dropped})
     timer.lap("features")
+    return ClusterBuild(client, ratings, movies, movie_ids, ranked, users_parts, content, summary["pairs"],
+                        summary["users"], mode, counts, timer.timings)
 
-    with progress.stage("co-watching similarity", of=progress.count(summary["pairs"], "user-movie pairs")) as report:
-        cf = cowatch_similarity(client, ranked, n_movies, config.collaborative,
+
+def _tuning_columns(part: pd.DataFrame, movie_ids: pd.Index) -> pd.DataFrame:
+    """What the tuning reads of one partition, as the local engine's interactions hold it."""
+    frame = _interactions_frame(part, movie_ids)
+    return frame[[C.USER, C.MOVIE, MOVIE_IDX, C.WATCH_RATIO, C.DATETIME]]
+
+
+def tuning_frame(build: ClusterBuild) -> pd.DataFrame:
+    """The partitions' tuning columns gathered in user order: the rows the local engine's tuning sees."""
+    client = build.client
+    ids = client.scatter(build.movie_ids, broadcast=True, hash=False)  # a fresh key: the build's copy may be released
+    parts = client.gather([client.submit(_tuning_columns, p, ids) for p in build.ranked])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def rerank(build: ClusterBuild, mode: str) -> None:
+    """Recompute the partitions' recency ranks by ``mode`` on the workers (after tuning chose another mode)."""
+    from distributed import wait
+
+    if mode == "auto":
+        mode = build.mode if build.mode != "auto" else "order"
+    if mode == build.mode:
+        return
+    ranked = [build.client.submit(with_recency, p, mode) for p in build.ranked]
+    wait(ranked)
+    build.ranked, build.mode = ranked, mode
+    build.users_parts = [build.client.submit(user_features, p) for p in ranked]
+
+
+def finish_on_cluster(build: ClusterBuild, config: PipelineConfig, *,
+                      block_entries: int | None = None) -> PipelineResult:
+    """The co-watching stage on the cluster, the content similarities fetched: the result to write.
+
+    Its interactions and users are :class:`~rekko.pipeline.run.StreamedTable` s
+    (fetched from the workers while the write phase streams them); keep the
+    client open until written.
+    """
+    client, movies, counts = build.client, build.movies, dict(build.counts)
+    timer = Timer()
+    n_movies = len(build.movie_ids)
+    with progress.stage("co-watching similarity", of=progress.count(build.pairs, "user-movie pairs")) as report:
+        cf = cowatch_similarity(client, build.ranked, n_movies, config.collaborative,
                                 block_entries=block_entries or BLOCK_ENTRIES)
         sim_cf = TopKSimilarity(movies[C.MOVIE].astype(str).to_numpy(), cf)
         counts["sim_cf_nnz"] = int(cf.nnz)
         report.facts["pairs"] = counts["sim_cf_nnz"]
     timer.lap("collaborative")
     with progress.stage("content similarity (one worker)", of=progress.count(n_movies, "movies")) as report:
-        sim_md, sim_desc = content.result()
+        sim_md, sim_desc = build.content_similarities()
         counts["sim_md_nnz"] = int(sim_md.matrix.nnz)
         counts["sim_desc_nnz"] = int(sim_desc.matrix.nnz)
         counts["movies_without_description"] = int(movies[C.DESCRIPTION].isna().sum())
         report.facts.update({"metadata pairs": counts["sim_md_nnz"], "description pairs": counts["sim_desc_nnz"]})
     timer.lap("similarity")
-
+    ranked, users_parts, movie_ids = build.ranked, build.users_parts, build.movie_ids
     interactions = StreamedTable(lambda: _stream(client, ranked, lambda p: _interactions_frame(p, movie_ids)),
-                                 rows=summary["pairs"])
-    users = StreamedTable(lambda: _stream(client, users_parts, lambda p: p), rows=summary["users"])
-    return PipelineResult(ratings, movies, interactions, users, sim_md, sim_desc, sim_cf, counts=counts,
-                          timings=timer.timings)
-
-
-def run_dask_pipeline(paths: PipelinePaths, config: PipelineConfig = PipelineConfig(), *,
-                      ratings_extra: pd.DataFrame | None = None, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-                      scheduler: str | None = None, n_workers: int | None = None,
-                      memory_limit: str | int | None = None, block_entries: int | None = None) -> tuple[Any, Manifest]:
-    """:func:`rekko.pipeline.run.run_pipeline` with ``--engine dask``: same checks, same artifacts, same write."""
-    from rekko.distributed.cluster import connect
-    from rekko.pipeline.outputs import check_outputs
-    from rekko.pipeline.run import _Timer, input_fingerprints, write_result
-    from rekko.pipeline.sources import redact
-
-    check_outputs(paths)
-    if logging.getLogger().getEffectiveLevel() > logging.INFO:  # without -v: Dask's own INFO chatter stays out
-        logging.getLogger("distributed").setLevel(logging.WARNING)
-    timer = _Timer()
-    with progress.stage("ingest") as report:
-        # workers run in other folders (or on other machines sharing the mount): local parts go by absolute path
-        parts = [p if p.remote else Part(str(Path(p.location).absolute())) for p in resolve_parts(paths.interactions)]
-        movies = ingest.load_movies(paths.movies)
-        ratings = ingest.load_ratings(paths.ratings, extra=ratings_extra)
-        report.facts.update({"interaction parts": len(parts), "movies": len(movies), "ratings": len(ratings)})
-    timer.lap("ingest")
-    with connect(scheduler, n_workers=n_workers, memory_limit=memory_limit) as client:
-        result = compute_on_cluster(client, parts, movies, ratings, config, source=redact(str(paths.interactions)),
-                                    block_entries=block_entries)
-        result.timings = {**timer.timings, **result.timings}
-        t = time.perf_counter()
-        with progress.stage("write artifacts"):
-            manifest = write_result(result, paths, config, input_fingerprints(paths, parts),
-                                    lock_timeout=lock_timeout, engine="dask")
-        result.timings["write"] = round(time.perf_counter() - t, 3)
-    return result, manifest
+                                 rows=build.pairs)
+    users = StreamedTable(lambda: _stream(client, users_parts, lambda p: p), rows=build.users)
+    return PipelineResult(build.ratings, movies, interactions, users, sim_md, sim_desc, sim_cf, counts=counts,
+                          timings={**build.timings, **timer.timings}, config=config)

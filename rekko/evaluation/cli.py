@@ -84,7 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Hold out the test part exactly as `rekko evaluate` does, carve a validation split from the rest the same "
             "way, and search the recency, the blend weights and the co-watching similarity (k, BM25/cosine/RP3beta) "
             "for the best NDCG@k on the validation split, by successive halving over validation users. The test part is never looked at. The parameters go to a "
-            "JSON file and into the manifest, where `rekko recommend` reads them."
+            "JSON file and are applied to the artifact set of --manifest: the co-watching similarity and the recency "
+            "ranks are rebuilt when they differ, so `rekko recommend`, the batch and `rekko serve` use the tuned "
+            "model with no further step."
         ),
     )
     _add_common(tu)
@@ -123,7 +125,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     result = run_evaluation(*load_inputs(args.interactions, args.movies, args.ratings), config, params)
     print(result.split.description + f"; {result.split.stats['test_users']} test users, k = {config.k}")
     if "tuned" in result.counts:
-        from rekko.pipeline.autotune import describe
+        from rekko.tuning.auto import describe
 
         print("rekko as the pipeline ships it for the train part: " + describe(result.counts["tuned"]))
     print(format_table(result.table, config.k))
@@ -134,8 +136,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    from rekko.evaluation.tuning import TuneConfig, tune, update_manifest
+    from rekko.evaluation.tuning import tune
     from rekko.io import atomic_open
+    from rekko.tuning.apply import apply_tuned
+    from rekko.tuning.search import TuneConfig
 
     config = _config(args)
     interactions, movies, ratings = load_inputs(args.interactions, args.movies, args.ratings)
@@ -159,8 +163,8 @@ def run_tune(args: argparse.Namespace) -> int:
     )
     if not args.no_manifest:
         if args.manifest.exists():
-            note = update_manifest(args.manifest, result)
-            print(f"updated the parameters in {args.manifest}" + (f"; {note}" if note else ""))
+            note = apply_tuned(args.manifest, result.params, result.to_dict(timing=False))
+            print(f"{args.manifest}: {note}")
         else:
             print(
                 f"no manifest at {args.manifest}: run `rekko pipeline`, then `rekko tune` again to store the parameters"

@@ -24,87 +24,17 @@ are never recommended.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from rekko.config import SEED_BLEND, AutoTuneConfig, BlendWeights, CollaborativeConfig, PipelineConfig, RekkoParams
-from rekko.pipeline.collaborative import item_item_similarity, recency_rank
-from rekko.artifacts import TopKSimilarity
 from rekko.columns import Columns as C
-from rekko.recommend import Artifacts, Recommender, kernel
-
-MOVIE_IDX = "movie_idx"
-
-if TYPE_CHECKING:
-    from rekko.pipeline.run import PipelineResult
-
-
-@dataclass
-class Fitted:
-    """The pipeline's in-memory output on a train part (its ``sim_cf`` built with ``collaborative``)."""
-
-    result: PipelineResult
-    collaborative: CollaborativeConfig
-    _artifacts: Artifacts | None = field(default=None, repr=False)
-
-    @property
-    def movie_ids(self) -> np.ndarray:
-        return self.result.movies[C.MOVIE].astype(str).to_numpy(dtype=object)
-
-    @property
-    def sim_cf(self) -> sp.csr_matrix:
-        return self.result.sim_cf.matrix
-
-    @property
-    def artifacts(self) -> Artifacts:
-        """What ``rekko recommend`` loads, built the same way (raw watch ratios: the kernel applies recency)."""
-        if self._artifacts is None:
-            sims = {"md": self.result.sim_md.matrix, "desc": self.result.sim_desc.matrix, "cf": self.sim_cf}
-            self._artifacts = Artifacts.from_frames(self.result.movies, self.result.interactions, sims)
-        return self._artifacts
-
-    @property
-    def history(self) -> sp.csr_matrix:
-        """Users (sorted ids) x movies, plain watch ratios; explicit entries = watched."""
-        return self.artifacts.history_matrix()
-
-    @property
-    def user_ids(self) -> np.ndarray:
-        return self.artifacts.user_ids
-
-    def recommender(self, params: RekkoParams) -> Recommender:
-        """The shipped recommender with ``params`` (the co-watching similarity rebuilt if it differs)."""
-        return Recommender(self.with_collaborative(params.collaborative).artifacts, params.blend)
-
-    def with_collaborative(self, config: CollaborativeConfig, *, sim_cf: sp.csr_matrix | None = None) -> Fitted:
-        """The same fit with other collaborative settings (everything else is reused).
-
-        The co-watching similarity is rebuilt when its settings differ (or
-        ``sim_cf`` is used, built by the caller for ``config``), the history's
-        recency ranks when ``recency`` differs.
-        """
-        if config == self.collaborative and sim_cf is None:
-            return self
-        result, artifacts = self.result, self._artifacts
-        if sim_cf is not None or _similarity_settings(config) != _similarity_settings(self.collaborative):
-            sim = (item_item_similarity(result.interactions, self.movie_ids, config) if sim_cf is None
-                   else TopKSimilarity(np.asarray(self.movie_ids), sp.csr_matrix(sim_cf, dtype=np.float32)))
-            result = replace(result, sim_cf=sim)
-            if artifacts is not None:
-                artifacts = replace(artifacts, sims={**artifacts.sims, "cf": sp.csr_matrix(sim.matrix, dtype=np.float32)})
-        if config.recency != self.collaborative.recency:
-            interactions = result.interactions.copy()
-            interactions[C.RECENCY_RANK] = recency_rank(interactions, config.recency).astype(np.int32)
-            result, artifacts = replace(result, interactions=interactions), None
-        return Fitted(result, config, artifacts)
-
-
-def _similarity_settings(config: CollaborativeConfig) -> dict[str, object]:
-    return {k: v for k, v in config.to_dict().items() if k != "recency"}
+from rekko.config import SEED_BLEND, BlendWeights, CollaborativeConfig, PipelineConfig, RekkoParams
+from rekko.pipeline.run import compute
+from rekko.recommend import kernel
+from rekko.tuning.data import Fitted, TrainPart
 
 
 def fit(
@@ -114,13 +44,10 @@ def fit(
     *,
     collaborative: CollaborativeConfig = PipelineConfig().collaborative,
 ) -> Fitted:
-    """Run rekko's pipeline stages on validated train interactions, in memory (nothing is written)."""
-    from rekko.pipeline.run import compute  # the whole build path: only when fitting, not for `rekko --help`
-
-    # the pipeline's stages without its own tuning: callers tune explicitly (evaluate: shipped_params)
-    result = compute(train, movies, ratings, PipelineConfig(collaborative=collaborative,
-                                                            autotune=AutoTuneConfig(enabled=False)))
-    return Fitted(result, collaborative)
+    """Run rekko's pipeline stages on validated train interactions, in memory (nothing is written, no tuning:
+    callers tune explicitly, as ``evaluate``'s shipped parameters do)."""
+    result = compute(train, movies, ratings, PipelineConfig(collaborative=collaborative))
+    return Fitted(TrainPart.of(result), collaborative)
 
 
 # --------------------------------------------------------------------------- models
@@ -171,7 +98,7 @@ def most_popular(fitted: Fitted, users: np.ndarray, k: int) -> pd.DataFrame:
     popularity ranks w_1 < w_2 < ..., the j-th unwatched rank (from 0) is
     ``j + #{i : w_i - (i - 1) <= j}``, a count per user for each j < k.
     """
-    popularity = fitted.result.movies[C.N_USERS].to_numpy(dtype=np.float64)
+    popularity = fitted.data.movies[C.N_USERS].to_numpy(dtype=np.float64)
     n = len(popularity)
     order = np.lexsort((np.arange(n), -popularity))
     rank_of = np.empty(n, dtype=np.int64)
@@ -197,8 +124,8 @@ def most_popular(fitted: Fitted, users: np.ndarray, k: int) -> pd.DataFrame:
 
 def legacy(fitted: Fitted, users: np.ndarray, k: int, weights: BlendWeights = SEED_BLEND) -> pd.DataFrame:
     """The seed's scoring, de-duplicated: max over watched movies of ratio x int_coef x similarity, + movie score."""
-    combined = (fitted.result.sim_md.matrix * weights.md + fitted.result.sim_desc.matrix * weights.desc).tocsr()
-    movie_part = fitted.result.movies[C.MOVIE_SCORE].to_numpy(dtype=np.float64) * weights.movie
+    combined = (fitted.data.sim_md.matrix * weights.md + fitted.data.sim_desc.matrix * weights.desc).tocsr()
+    movie_part = fitted.data.movies[C.MOVIE_SCORE].to_numpy(dtype=np.float64) * weights.movie
 
     def score(h: sp.csr_matrix) -> np.ndarray:
         owner = np.repeat(np.arange(h.shape[0]), np.diff(h.indptr))

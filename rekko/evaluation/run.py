@@ -20,11 +20,12 @@ import pandas as pd
 from rekko import __version__
 from rekko.pipeline import ingest
 from rekko.columns import Columns as C
-from rekko.evaluation import metrics
+from rekko import metrics
 from rekko.evaluation import models as M
 from rekko.evaluation.splitters import MODEL_SEES, Split, global_time_split, hide_time_of_day, per_user_last_n_split
 from rekko.config import AutoTuneConfig, PipelineConfig
 from rekko.exceptions import ConfigError
+from rekko.tuning import auto
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class EvalConfig:
     #: the "rekko" model without --params: what `rekko pipeline` ships, i.e. tuned on the train part as the
     #: pipeline tunes on its input (False: the built-in defaults, as `rekko pipeline --no-tune`)
     tune: bool = True
-    tune_budget: float | None = None  # None: as the pipeline (as long as fitting the train part took, >= 6 s)
+    tune_budget: float | None = None  # an explicit wall cap on the tuning (None: only its work budget, as the pipeline)
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -141,21 +142,15 @@ def check_recommendations(name: str, recs: pd.DataFrame, train: pd.DataFrame, k:
         raise AssertionError(f"model {name!r} broke the recommendation contract: {bad}")
 
 
-def shipped_params(fitted: M.Fitted, config: EvalConfig,
-                   reference_s: float = 0.0) -> tuple[M.RekkoParams, dict[str, object]]:
+def shipped_params(fitted: M.Fitted, config: EvalConfig) -> tuple[M.RekkoParams, dict[str, object]]:
     """What ``rekko pipeline`` would ship when given ``fitted``'s train part: its own tuning on that input.
 
-    The same function the pipeline calls (:func:`rekko.pipeline.autotune.tune_on_input`) on the same
+    The same function the pipeline calls (:func:`rekko.tuning.auto.tune_on_input`) on the same
     frames (interactions_upd, movies, content similarities); returns the parameters and the summary.
     """
-    from rekko.pipeline import autotune
-
     pipeline = PipelineConfig(autotune=AutoTuneConfig(enabled=config.tune, budget_s=config.tune_budget))
-    r = fitted.result
-    # the budget's reference: the pipeline's stages before tuning, as the pipeline counts them
-    timings = r.timings
-    reference = sum(timings.get(name, 0.0) for name in ("ratings", "features", "similarity")) or reference_s
-    outcome = autotune.tune_on_input(r.interactions, r.movies, r.sim_md, r.sim_desc, pipeline, reference_s=reference)
+    r = fitted.data
+    outcome = auto.tune_on_input(r.interactions, r.movies, r.sim_md, r.sim_desc, pipeline)
     return (outcome.params or pipeline.params), outcome.summary
 
 
@@ -183,7 +178,7 @@ def evaluate_models(
         params, tuned = shipped_params(fitted, config)
         seconds["tune"] = round(time.perf_counter() - t, 3)
     users = np.unique(split.test[C.USER].to_numpy(dtype=np.int64))
-    genres = fitted.result.movies.set_index(C.MOVIE)[C.GENRES]
+    genres = fitted.data.movies.set_index(C.MOVIE)[C.GENRES]
     rows = {}
     for name in config.models:
         t = time.perf_counter()
@@ -215,7 +210,7 @@ def run_evaluation(
         raise ConfigError(f"the test part is empty ({split.description}); nothing to evaluate")
     table, seconds, fitted, params, tuned = evaluate_models(split, movies, ratings, config, params)
     seconds["total"] = round(time.perf_counter() - t0, 3)
-    counts = {"movies": len(movies), "interactions": len(interactions), "pipeline": fitted.result.counts}
+    counts = {"movies": len(movies), "interactions": len(interactions), "pipeline": fitted.data.counts}
     if tuned is not None:
         counts["tuned"] = tuned
     return EvaluationResult(config, params, split, table, seconds, counts)

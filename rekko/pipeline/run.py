@@ -1,10 +1,15 @@
-"""The pipeline: ingest -> ratings -> features -> similarity -> artifacts.
+"""The pipeline's stages on one machine: ratings -> features -> content similarity -> co-watching, and the write.
 
-The output paths are checked first (no collisions, every folder writable),
-then everything is computed in memory and validated before the first byte is
-written. The write phase holds the artifact set's lock: every artifact is
-staged beside its target, the old manifest is removed, the staged files are
-renamed into place, and the new manifest goes last.
+:func:`prepare` runs every stage up to the content similarities,
+:func:`add_cowatch` the co-watching stage with the parameters it is given;
+:func:`compute` is both. Nothing here chooses parameters or an engine: the
+orchestrator (:mod:`rekko.build`) tunes between the two halves and picks the
+engine; the Dask engine (:mod:`rekko.distributed.pipeline`) reuses these
+stage functions and :func:`write_result`.
+
+The write phase (:func:`write_result`) holds the artifact set's lock: every
+artifact is staged beside its target, the old manifest is removed, the staged
+files are renamed into place, and the new manifest goes last.
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Union
 
@@ -24,11 +28,12 @@ from rekko import progress
 from rekko.artifacts import Manifest, TopKSimilarity, describe_file, topk_to_bytes, write_manifest
 from rekko.columns import LIST_COLUMNS
 from rekko.columns import Columns as C
-from rekko.config import PipelineConfig, RekkoParams, SimilarityConfig
+from rekko.config import PipelineConfig
+from rekko.exceptions import ArtifactError, DataValidationError
 from rekko.io import StagedFiles, remove_stale_temp_files, sha256_file, table_format, write_frame, write_frames
 from rekko.locking import DEFAULT_LOCK_TIMEOUT, exclusive_lock
 from rekko.paths import PipelinePaths
-from rekko.pipeline import autotune, ingest
+from rekko.pipeline import sources
 from rekko.pipeline.collaborative import item_item_similarity
 from rekko.pipeline.features import (
     aggregate_sessions,
@@ -39,7 +44,7 @@ from rekko.pipeline.features import (
     user_features,
     watch_ratio,
 )
-from rekko.pipeline.outputs import check_output_folders, check_output_paths, check_outputs
+from rekko.pipeline.outputs import check_output_folders, check_output_paths
 from rekko.pipeline.ratings import attach_ratings
 from rekko.pipeline.similarity import content_similarities
 
@@ -47,8 +52,6 @@ log = logging.getLogger(__name__)
 
 #: Rows per parquet row group of interactions_upd.
 USER_ROW_GROUP = 32_768
-
-
 
 
 @dataclass
@@ -84,7 +87,9 @@ class PipelineResult:
     config: PipelineConfig | None = None
 
 
-class _Timer:
+class Timer:
+    """Seconds per stage, by name, each lap since the previous one (the manifest's ``timings_s``)."""
+
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
         self._t = time.perf_counter()
@@ -111,26 +116,26 @@ def compute(
     config: PipelineConfig = PipelineConfig(),
     *,
     paths: PipelinePaths | None = None,
-    clock: Callable[[], float] = time.perf_counter,
 ) -> PipelineResult:
-    """Run every stage on validated frames (``ingest.validate_*`` / ``clean_ratings`` output).
+    """Every stage on validated frames (``ingest.validate_*`` / ``clean_ratings`` output), with ``config`` as given.
 
-    With ``config.autotune.enabled`` (the default) the blend and collaborative
-    settings are tuned on a validation split of the input first
-    (:mod:`rekko.pipeline.autotune`; ``clock`` times its budget); the result's
-    ``config`` holds what was used.
+    No tuning here: :func:`rekko.build.compute` tunes on the input between
+    :func:`prepare` and :func:`add_cowatch`, as the pipeline does.
     """
-    return _compute({"interactions": interactions_raw}, movies_raw, ratings, config, paths=paths, clock=clock)
+    return add_cowatch(prepare({"interactions": interactions_raw}, movies_raw, ratings, config, paths=paths), config)
 
 
-def _compute(held: dict[str, pd.DataFrame], movies_raw: pd.DataFrame, ratings: pd.DataFrame,
-             config: PipelineConfig, *, paths: PipelinePaths | None,
-             clock: Callable[[], float] = time.perf_counter) -> PipelineResult:
-    """:func:`compute`, taking the interactions out of ``held``: when the caller keeps no other
-    reference, each long frame is freed as soon as the next one is built (one or two at a time,
-    not four: 7.4 GB peak at 30M rows before)."""
+def prepare(held: dict[str, pd.DataFrame], movies_raw: pd.DataFrame, ratings: pd.DataFrame,
+            config: PipelineConfig, *, paths: PipelinePaths | None = None) -> PipelineResult:
+    """The stages before co-watching: ratings, features (with ``config``'s recency), content similarities.
+
+    Takes the interactions out of ``held``: when the caller keeps no other
+    reference, each long frame is freed as soon as the next one is built (one
+    or two at a time, not four: 7.4 GB peak at 30M rows before). The result
+    has no ``sim_cf`` yet.
+    """
     interactions_raw = held.pop("interactions")
-    timer = _Timer()
+    timer = Timer()
     counts: dict[str, Any] = {"interaction_rows": len(interactions_raw), "movies": len(movies_raw),
                               "ratings_rows": len(ratings)}
     movies, counts["ratings_join"] = ratings_stage(movies_raw, ratings)
@@ -144,8 +149,6 @@ def _compute(held: dict[str, pd.DataFrame], movies_raw: pd.DataFrame, ratings: p
             log.warning("dropped %d of %d interactions%s whose movie_id is not in the movies metadata",
                         dropped, len(interactions_raw), where)
         if known.empty:
-            from rekko.exceptions import DataValidationError
-
             raise DataValidationError(
                 "no interaction refers to a movie in the metadata: check that both files use the same movie_id",
                 path=str(paths.interactions) if paths else "interactions", column=C.MOVIE,
@@ -179,23 +182,22 @@ def _compute(held: dict[str, pd.DataFrame], movies_raw: pd.DataFrame, ratings: p
         counts["movies_without_description"] = int(movies[C.DESCRIPTION].isna().sum())
         report.facts.update({"metadata pairs": counts["sim_md_nnz"], "description pairs": counts["sim_desc_nnz"]})
     timer.lap("similarity")
-    if config.autotune.enabled or config.tuned is None:
-        with progress.stage("tuning", of=progress.count(len(users), "users")) as report:
-            outcome = autotune.tune_on_input(interactions, movies, sim_md, sim_desc, config, clock=clock,
-                                             reference_s=sum(timer.timings.values()))
-            report.facts["status"] = outcome.summary["status"]
-        if outcome.params is not None and outcome.params.collaborative.recency != config.collaborative.recency:
-            interactions[C.RECENCY_RANK] = recency_rank(interactions, outcome.params.collaborative.recency).astype(
-                np.int32)
-        config = autotune.apply(config, outcome)
-        timer.lap("tuning")
-    with progress.stage("co-watching similarity", of=progress.count(len(interactions), "user-movie pairs")) as report:
-        sim_cf = item_item_similarity(interactions, movies[C.MOVIE].astype(str).to_numpy(), config.collaborative)
-        counts["sim_cf_nnz"] = int(sim_cf.matrix.nnz)
-        report.facts["pairs"] = counts["sim_cf_nnz"]
-    timer.lap("collaborative")
-    return PipelineResult(ratings, movies, interactions, users, sim_md, sim_desc, sim_cf, counts=counts,
+    return PipelineResult(ratings, movies, interactions, users, sim_md, sim_desc, None, counts=counts,
                           timings=timer.timings, config=config)
+
+
+def add_cowatch(result: PipelineResult, config: PipelineConfig) -> PipelineResult:
+    """The co-watching stage with ``config.collaborative``: ``result`` with ``sim_cf`` and ``config``."""
+    t = time.perf_counter()
+    interactions = result.interactions
+    assert isinstance(interactions, pd.DataFrame), "the local co-watching stage reads the interactions in memory"
+    with progress.stage("co-watching similarity", of=progress.count(len(interactions), "user-movie pairs")) as report:
+        sim_cf = item_item_similarity(interactions, result.movies[C.MOVIE].astype(str).to_numpy(),
+                                      config.collaborative)
+        report.facts["pairs"] = int(sim_cf.matrix.nnz)
+    counts = {**result.counts, "sim_cf_nnz": int(sim_cf.matrix.nnz)}
+    timings = {**result.timings, "collaborative": round(time.perf_counter() - t, 3)}
+    return replace(result, sim_cf=sim_cf, counts=counts, timings=timings, config=config)
 
 
 def _movies_for_parquet(movies: pd.DataFrame) -> pd.DataFrame:
@@ -204,11 +206,6 @@ def _movies_for_parquet(movies: pd.DataFrame) -> pd.DataFrame:
         if col in out.columns:
             out[col] = out[col].map(list)
     return out
-
-
-def manifest_parameters(config: PipelineConfig) -> dict[str, Any]:
-    """The ``parameters`` block a pipeline run with ``config`` writes into its manifest."""
-    return config.to_manifest()
 
 
 def _stage_table(staged: StagedFiles, df: Table, target: Path, *,
@@ -262,7 +259,7 @@ def _stage_artifacts(result: PipelineResult, paths: PipelinePaths, staged: Stage
 
 def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineConfig,
                  inputs: dict[str, dict[str, Any]], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-                 engine: str = "local") -> Manifest:
+                 engine: str = "local", expect_manifest: bytes | None = None) -> Manifest:
     """Write P4..P9, cos_sim_cf.pkl and the manifest as one set.
 
     Before anything is removed: the paths must not collide and every output
@@ -275,17 +272,23 @@ def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineC
     leaves no manifest, which readers refuse rather than mix two runs.
     Long tables may come as :class:`StreamedTable` s (the Dask engine): they
     are streamed into their staged files here, under the same lock.
+    ``expect_manifest``: the manifest's bytes the caller built ``result``
+    from (``rekko tune`` rebuilding a set); if another run replaced it
+    meanwhile, nothing is written (:class:`~rekko.exceptions.ArtifactError`).
     """
     check_output_paths(paths)
     check_output_folders(paths, create=True)
     with exclusive_lock(paths.lock, timeout=lock_timeout, what=f"the artifact set of {paths.manifest}"):
+        if expect_manifest is not None and _read_or_none(paths.manifest) != expect_manifest:
+            raise ArtifactError(f"{paths.manifest} changed while this run read it (another pipeline or tune "
+                                "wrote the set): nothing written; run it again")
         stale = remove_stale_temp_files(p for p in paths.outputs().values() if p != paths.lock)
         if stale:
             log.warning("removed %d temporary files left by an interrupted run: %s",
                         len(stale), ", ".join(map(str, stale[:5])) + (" ..." if len(stale) > 5 else ""))
         with StagedFiles() as staged:
             manifest = Manifest(
-                parameters=manifest_parameters(config),
+                parameters=config.to_manifest(),
                 counts={**result.counts, "timings_s": result.timings},
                 inputs=inputs,
                 artifacts=_stage_artifacts(result, paths, staged),
@@ -297,6 +300,13 @@ def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineC
     return manifest
 
 
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
 def input_fingerprints(paths: PipelinePaths, parts: list | None = None) -> dict[str, dict[str, Any]]:
     """sha256 of each input file; a partitioned interactions input lists its parts (:func:`sources.fingerprints`)."""
     out = {
@@ -305,122 +315,6 @@ def input_fingerprints(paths: PipelinePaths, parts: list | None = None) -> dict[
         if not isinstance(p, str) and p.is_file()
     }
     if "interactions" not in out:
-        from rekko.pipeline import sources
-
         out["interactions"] = sources.fingerprints(paths.interactions, parts or sources.resolve_parts(
             paths.interactions))
     return out
-
-
-def run_pipeline(paths: PipelinePaths = PipelinePaths(), config: PipelineConfig = PipelineConfig(),
-                 *, ratings_extra: pd.DataFrame | None = None,
-                 lock_timeout: float = DEFAULT_LOCK_TIMEOUT, engine: str = "local",
-                 scheduler: str | None = None) -> tuple[PipelineResult, Manifest]:
-    """Check the output paths, read the three inputs, compute everything, write the artifacts and the manifest.
-
-    The output checks come first so a run that cannot write fails in a
-    second, not after the whole computation. ``engine="dask"`` runs the long
-    stages on a Dask cluster (:mod:`rekko.distributed.pipeline`, imported only then).
-    """
-    if engine == "dask":
-        from rekko.distributed.pipeline import run_dask_pipeline
-
-        return run_dask_pipeline(paths, config, ratings_extra=ratings_extra, lock_timeout=lock_timeout,
-                                 scheduler=scheduler)
-    check_outputs(paths)
-    timer = _Timer()
-    with progress.stage("ingest") as report:
-        held = {"interactions": ingest.load_interactions(paths.interactions)}  # compute frees it once used
-        movies = ingest.load_movies(paths.movies)
-        ratings = ingest.load_ratings(paths.ratings, extra=ratings_extra)
-        report.facts.update(interactions=len(held["interactions"]), movies=len(movies), ratings=len(ratings))
-    timer.lap("ingest")
-    result = _compute(held, movies, ratings, config, paths=paths)
-    result.timings = {**timer.timings, **result.timings}
-    t = time.perf_counter()
-    with progress.stage("write artifacts"):
-        manifest = write_result(result, paths, result.config or config, input_fingerprints(paths),
-                                lock_timeout=lock_timeout)
-    result.timings["write"] = round(time.perf_counter() - t, 3)
-    return result, manifest
-
-
-def tuned_config(manifest_path: Path, base: PipelineConfig) -> PipelineConfig | None:
-    """``base`` with the blend and co-watching settings ``rekko tune`` stored in a manifest, or None.
-
-    Rebuilding the artifacts must not silently throw away a tuning run: a
-    manifest whose parameters carry a ``tuned`` summary of ``rekko tune``
-    keeps its blend and collaborative settings across pipeline runs, and the
-    pipeline's own tuning is then off (``--default-params`` drops them and
-    tunes again). A summary the pipeline wrote itself (``source =
-    "pipeline"``) is not kept: each run tunes on its own input.
-    """
-    from rekko.artifacts import read_manifest
-    from rekko.exceptions import ArtifactError, ConfigError
-
-    try:
-        stored = PipelineConfig.from_manifest(read_manifest(manifest_path).parameters)
-        if not stored.tuned or stored.tuned.get("source") == "pipeline":  # the pipeline's own: tuned again
-            return None
-        tuned = RekkoParams.from_dict(stored.tuned.get("parameters") or {}, where="parameters.tuned.parameters")
-    except (ArtifactError, ConfigError):
-        return None
-    collaborative = tuned.collaborative if (stored.tuned.get("parameters") or {}).get("collaborative") \
-        else stored.collaborative
-    # an explicit `rekko tune` run wins over the pipeline's own tuning, which would replace it
-    return replace(base, blend=stored.blend, collaborative=replace(collaborative, n_threads=base.collaborative.n_threads),
-                   tuned=stored.tuned, autotune=replace(base.autotune, enabled=False))
-
-
-def run_with_enrichment(paths: PipelinePaths = PipelinePaths(), *, top_k: int = 100,
-                        config: PipelineConfig | None = None,
-                        keep_tuned: bool = True,
-                        tune: bool = True,
-                        tune_budget: float | None = None,
-                        lock_timeout: float = DEFAULT_LOCK_TIMEOUT, engine: str = "local",
-                        scheduler: str | None = None) -> tuple[PipelineResult, Manifest]:
-    """The pipeline as the CLI and the entrypoint run it.
-
-    With ``REKKO_API_KEY`` set, titles the API cache lacks are fetched first
-    (``rekko enrich``); with or without a key, an existing cache beside the
-    ratings file adds its rows to the ratings the pipeline joins. Parameters
-    found by ``rekko tune`` in the current manifest are kept unless
-    ``keep_tuned`` is false; otherwise the pipeline tunes on its input unless
-    ``tune`` is false (``tune_budget``: its seconds, default
-    :class:`~rekko.config.AutoTuneConfig`'s). ``lock_timeout`` is how long the
-    write phase waits for another run writing the same artifact set.
-    """
-    import os
-
-    cfg = config or PipelineConfig(similarity=SimilarityConfig(k=top_k))
-    if config is None:
-        budget = cfg.autotune.budget_s if tune_budget is None else tune_budget
-        cfg = replace(cfg, autotune=replace(cfg.autotune, enabled=tune, budget_s=budget))
-    tuned = tuned_config(paths.manifest, cfg) if keep_tuned and config is None else None
-    if tuned is not None:
-        log.warning("keeping the blend and co-watching parameters `rekko tune` stored in %s "
-                    "(--default-params to drop them)", paths.manifest)
-        cfg = tuned
-    if engine == "dask" and cfg.tuned is None:
-        # the cluster path builds the stages on its own frames; tuning there is not built yet: say so
-        reason = "the dask engine does not tune yet (--engine local tunes)" if cfg.autotune.enabled \
-            else "tuning turned off (--no-tune)"
-        cfg = replace(cfg, autotune=replace(cfg.autotune, enabled=False), tuned={
-            "source": "pipeline", "status": "skipped" if cfg.autotune.enabled else "off", "reason": reason,
-            "seconds": 0.0})
-    extra = None
-    try:
-        from rekko.enrich import EnrichSettings, default_cache_path, enrich_titles, read_cache_as_ratings
-    except ImportError:  # built without the enrichment client
-        return run_pipeline(paths, cfg, lock_timeout=lock_timeout, engine=engine, scheduler=scheduler)
-    cache_path = default_cache_path(paths.ratings)
-    if os.environ.get("REKKO_API_KEY"):
-        movies = ingest.load_movies(paths.movies)  # validate before any network traffic
-        titles = movies[[c for c in (C.TITLE, C.RELEASE_YEAR) if c in movies.columns]]
-        summary = enrich_titles(titles, cache_path, EnrichSettings.from_env(), legacy_path=paths.ratings)
-        log.info("enrichment: %s", summary)
-    journal = cache_path.parent / f".{cache_path.name}.journal"
-    if cache_path.exists() or journal.exists():
-        extra = read_cache_as_ratings(cache_path)
-    return run_pipeline(paths, cfg, ratings_extra=extra, lock_timeout=lock_timeout, engine=engine,
-                        scheduler=scheduler)

@@ -1,10 +1,10 @@
-"""``rekko pipeline`` tunes itself on its own input, by default.
+"""The pipeline's own tuning: ``rekko pipeline`` tunes itself on its input, by default.
 
 The defaults were tuned on MovieLens; on other data they can be far off (on the
 synthetic seed-scale data they scored half of what the co-watching similarity
 alone does). So the pipeline carves a validation split from the interactions
 it was given, searches the blend, the recency and the co-watching settings
-there (:func:`rekko.evaluation.tuning.search`, successive halving over
+there (:func:`rekko.tuning.search.search`, successive halving over
 validation users, every candidate ranked by the shipped kernel), and builds the
 artifacts on *all* the input with what it found.
 
@@ -21,18 +21,24 @@ artifacts on *all* the input with what it found.
   for each candidate that changes it.
 * **When it runs**: with at least ``min_users`` users of ``min_history``
   movies (:class:`rekko.config.AutoTuneConfig`); with dated watches; within
-  ``budget_s`` seconds. Otherwise, or with ``--no-tune``, the built-in defaults
-  are used, and the summary says why.
+  its work budget (and an explicit ``budget_s`` cap, if given). Otherwise, or
+  with ``--no-tune``, the built-in defaults are used, and the summary says why.
+* **Same input, same choice**: the split is seeded, the search's budget is
+  counted in work, and the summary holds no wall-clock figure (the seconds go
+  to the manifest's ``counts.timings_s.tuning``), so two runs on the same
+  input write the same ``parameters`` on any machine, at any load, on either
+  engine (the Dask engine gathers the same rows to tune on).
 
 The summary (``parameters.tuned`` of the manifest, ``source = "pipeline"``)
 records the validation NDCG before and after, the users, the candidates, the
-seconds, or why tuning was skipped; :func:`describe` makes the one line the
+work spent, or why tuning was skipped; :func:`describe` makes the one line the
 CLI prints.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -44,6 +50,10 @@ import pandas as pd
 from rekko.artifacts import TopKSimilarity
 from rekko.columns import Columns as C
 from rekko.config import PipelineConfig, RekkoParams
+from rekko.pipeline.collaborative import item_item_similarity
+from rekko.pipeline.features import movie_features, recency_rank
+from rekko.tuning.data import Fitted, TrainPart
+from rekko.tuning.search import Grids, OutOfBudget, TuneConfig, search
 
 log = logging.getLogger(__name__)
 
@@ -92,32 +102,25 @@ def tune_on_input(
     config: PipelineConfig,
     *,
     clock: Callable[[], float] = time.perf_counter,
-    reference_s: float = 0.0,
 ) -> Outcome:
     """Tune ``config``'s blend and collaborative settings on a validation split of ``interactions``.
 
     ``interactions`` are the pipeline's ``interactions_upd`` rows (one per user
     and movie, watch ratio and dates), ``movies`` its movies in artifact order
     (with or without the movie features, which are recomputed on the train
-    part), ``sim_md``/``sim_desc`` its content similarities. ``reference_s``:
-    the seconds the build took so far, the budget when ``budget_s`` is None
-    (at least ``min_budget_s``).
+    part), ``sim_md``/``sim_desc`` its content similarities. ``clock`` serves
+    only an explicit ``budget_s`` cap.
     """
-    from rekko.evaluation.models import Fitted
-    from rekko.evaluation.tuning import Grids, OutOfTime, TuneConfig, search
-    from rekko.pipeline.collaborative import item_item_similarity
-    from rekko.pipeline.features import movie_features, recency_rank
-    from rekko.pipeline.run import PipelineResult
-
     t0 = clock()
     s = config.autotune
-    budget = s.budget_s if s.budget_s is not None else round(max(s.min_budget_s, reference_s), 2)
     start = config.params
-    base: dict[str, Any] = {"source": "pipeline", "objective": "ndcg", "k": s.k, "budget_s": budget,
+    base: dict[str, Any] = {"source": "pipeline", "objective": "ndcg", "k": s.k, "work_budget": s.work_budget,
                             "threshold": {"min_users": s.min_users, "min_history": s.min_history}}
+    if s.budget_s is not None:
+        base["budget_s"] = s.budget_s
 
     def done(status: str, reason: str | None = None, **extra: Any) -> dict[str, Any]:
-        return {**base, "status": status, "reason": reason, **extra, "seconds": round(clock() - t0, 2)}
+        return {**base, "status": status, "reason": reason, **extra}
 
     if not s.enabled:
         return Outcome(None, done("off", "tuning turned off (--no-tune)"))
@@ -135,35 +138,42 @@ def tune_on_input(
     train[C.RECENCY_RANK] = recency_rank(train, start.collaborative.recency).astype(np.int32)
     movie_ids = movies[C.MOVIE].astype(str).to_numpy()
     sim_cf = item_item_similarity(train, movie_ids, start.collaborative)
-    fitted = Fitted(PipelineResult(ratings=pd.DataFrame(), movies=movie_features(movies, train, config.movie_score),
-                                   interactions=train, users=pd.DataFrame(), sim_md=sim_md, sim_desc=sim_desc,
-                                   sim_cf=sim_cf), start.collaborative)
-    base.update(validation_pairs=int(is_validation.sum()), train_rows=len(train))
+    part = TrainPart(movies=movie_features(movies, train, config.movie_score), interactions=train,
+                     sim_md=sim_md, sim_desc=sim_desc, sim_cf=sim_cf)
+    refit_units = math.ceil(len(train) / s.refit_pairs_per_unit)
+    base.update(validation_pairs=int(is_validation.sum()), train_rows=len(train), refit_units=refit_units)
+    tune_config = TuneConfig(k=s.k, max_users=len(users), seed=s.seed, work_budget=s.work_budget,
+                             refit_units=refit_units, budget_s=s.budget_s)
     try:
-        result = search(fitted, validation, config=TuneConfig(k=s.k, max_users=len(users), seed=s.seed,
-                                                               budget_s=budget),
-                        start=start, clock=clock, started=t0,
-                        grids=Grids(ease=()))  # EASE's dense solve (30-55 s at 5,000 movies) exceeds the budget
-    except OutOfTime:
-        return Outcome(None, done("kept defaults", f"the {budget:g} s budget ran out before a first full "
+        result = search(Fitted(part, start.collaborative), validation, config=tune_config, start=start,
+                        clock=clock, started=t0,
+                        grids=Grids(ease=()))  # EASE's dense solve (30-55 s at 5,000 movies) is `rekko tune`'s
+    except OutOfBudget as out:
+        return Outcome(None, done("kept defaults", f"the {_budget_text(s, out.by)} ran out before a first full "
                                                    "evaluation of the defaults"))
     summary = done(
         "tuned",
-        None if result.complete else f"the {budget:g} s budget ran out: best of the stages searched",
+        None if result.complete else f"the {_budget_text(s, result.stopped_by)} ran out: best of the stages searched",
         parameters=result.params.to_dict(),
         start_ndcg=round(float(result.start_ndcg), 6),
         validation_ndcg=round(float(result.validation_ndcg), 6),
         validation_users=result.users,
         evaluations=len(result.trace),
         user_evaluations=result.user_evaluations,
+        work=result.work,
         complete=result.complete,
-        stages=result.stages,
+        stopped_by=result.stopped_by,
+        stages=result.to_dict(timing=False)["stages"],
     )
     return Outcome(result.params, summary)
 
 
-def describe(summary: dict[str, Any] | None) -> str:
-    """The one line the CLI prints about tuning."""
+def _budget_text(s: Any, by: str | None) -> str:
+    return f"{s.budget_s:g} s time cap" if by == "time" else f"work budget of {s.work_budget:,} units"
+
+
+def describe(summary: dict[str, Any] | None, seconds: float | None = None) -> str:
+    """The one line the CLI prints about tuning (``seconds``: what it took, from the manifest's timings)."""
     if not summary:
         return "tuning: none (built-in parameters)"
     if summary.get("source", "rekko tune") != "pipeline":
@@ -180,10 +190,15 @@ def describe(summary: dict[str, Any] | None) -> str:
         half = "none" if b.recency_half_life is None else f"{b.recency_half_life:g}"
         line = (f"tuning: validation NDCG@{summary['k']} {summary['start_ndcg']:.4f} (defaults) -> "
                 f"{summary['validation_ndcg']:.4f} on {summary['validation_users']} users, "
-                f"{summary['evaluations']} candidates in {summary['seconds']:.1f} s; chose md {b.md:.3g}, "
+                f"{summary['evaluations']} candidates{_took(seconds)}; chose md {b.md:.3g}, "
                 f"desc {b.desc:.3g}, cf {b.cf:.3g}, movie {b.movie:.3g}, recency {cf.recency} half-life {half}, {cf_text}")
         return line + (f" ({summary['reason']})" if summary.get("reason") else "")
-    return f"tuning: {status}, built-in defaults: {summary.get('reason')} ({summary.get('seconds', 0):.1f} s)"
+    return f"tuning: {status}, built-in defaults: {summary.get('reason')}" + (
+        f" ({seconds:.1f} s)" if seconds is not None else "")
+
+
+def _took(seconds: float | None) -> str:
+    return "" if seconds is None else f" in {seconds:.1f} s"
 
 
 def apply(config: PipelineConfig, outcome: Outcome) -> PipelineConfig:
