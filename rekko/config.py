@@ -339,12 +339,14 @@ class AutoTuneConfig(ConfigBase):
     #: wall seconds for tuning, an explicit cap (None: none; the default budget is ``work_budget``)
     budget_s: float | None = None
     #: units of work for the search: one per validation user ranked for one candidate, plus each refit's share
-    work_budget: int = 60_000
-    #: train pairs that cost one unit of a co-watching refit
-    refit_pairs_per_unit: int = 20
+    #: (at the seed's scale, 30,000 units take about 5 s on 2 cores: benchmarks/README.md)
+    work_budget: int = 30_000
+    #: train pairs that cost one unit of a co-watching refit (a refit of the seed's 1M rows costs about as
+    #: much as ranking 6,400 users; at 10M rows one refit is over the whole budget, so none is tried)
+    refit_pairs_per_unit: int = 150
     min_users: int = 500
     min_history: int = 5
-    max_users: int = 2000
+    max_users: int = 1000
     holdout_share: float = 0.2
     max_holdout: int = 10
     k: int = 10

@@ -374,8 +374,8 @@ class Recommender:
 
     def __init__(self, artifacts: Artifacts, weights: BlendWeights | None = None, *, engine: str = "jit",
                  scorer: kernel.Scorer | None = None) -> None:
-        """``scorer``: the combined similarity of these artifacts with the same md/desc/cf weights, computed
-        before (tuning reuses it across half-lives and movie weights); its movie part and half-life are redone."""
+        """``scorer``: these artifacts combined with these weights, computed before (the tuning search makes it
+        with :class:`~rekko.recommend.kernel.Blendable`); its half-life and ratio power are taken from ``weights``."""
         self.engine = engine
         self.artifacts = artifacts
         self.weights = weights or artifacts.blend
@@ -383,9 +383,8 @@ class Recommender:
         if scorer is None:
             self.scorer_ = kernel.combine(artifacts.sims, artifacts.movie_score, self.weights)
         else:
-            movie = kernel.combine({}, artifacts.movie_score, self.weights)
-            self.scorer_ = replace(scorer, movie_part=movie.movie_part, cold_order=movie.cold_order,
-                                   half_life=self.weights.recency_half_life)
+            self.scorer_ = replace(scorer, half_life=self.weights.recency_half_life,
+                                   ratio_power=self.weights.ratio_power)
         self.movie_pos_ = pd.Index(artifacts.movie_ids)
 
     def with_history(self, user_ids: np.ndarray, history: History) -> Recommender:

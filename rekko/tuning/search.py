@@ -87,7 +87,7 @@ RATIO_POWER_GRID: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)
 EASE_GRID: tuple[float, ...] = (500.0,)
 
 
-#: Combined similarities kept for reuse (each is a full matrix, 40 MB at the seed's scale)
+#: Similarity layouts kept for reuse (:class:`~rekko.recommend.kernel.Blendable`, about 60 MB each at the seed's scale)
 SCORERS_KEPT = 2
 #: The stages of the search, in order (see the module docstring). A stage name may repeat.
 STAGES: tuple[str, ...] = ("half_life", "blend", "recency", "similarity", "ease", "blend", "half_life",
@@ -366,11 +366,13 @@ class _Search:
         self.n_relevant = np.bincount(user_pos.astype(np.int64), minlength=len(users))
         self.n_movies = n_movies
         self.rows = base.artifacts.user_rows(users)
+        # the similarity rows any candidate's ranking reads: the movies in the validation users' histories
+        self.history_movies = np.unique(base.history[self.rows[self.rows >= 0]].indices)
         self.memo: dict[tuple[RekkoParams, int], float] = {}
         self.wide_k = max([incumbent.k, *wide_ks])
         self.wide: dict[tuple, _RowRanked] = {}
         self.by_recency: dict[str, Fitted] = {}
-        self.scorers: OrderedDict[tuple, kernel.Scorer] = OrderedDict()
+        self.blendables: OrderedDict[CollaborativeConfig, kernel.Blendable] = OrderedDict()
         self.trace: list[dict[str, object]] = []
         self.user_evaluations = 0
 
@@ -406,24 +408,25 @@ class _Search:
         return start.with_collaborative(cf, sim_cf=self.wide[key].top(cf.k))
 
     def recommender(self, params: RekkoParams) -> Recommender:
-        """The shipped recommender for ``params``, its combined similarity reused across half-lives and movie weights.
+        """The shipped recommender for ``params``, its similarities laid out once per co-watching fit.
 
-        :func:`rekko.recommend.kernel.combine` sums the weighted similarities;
-        the half-life and the movie-score weight do not enter that sum, so
-        candidates differing only in them share it (the movie part is
-        recomputed by the same function).
+        :class:`rekko.recommend.kernel.Blendable` gives each candidate's
+        combined similarity as an array sum (bit for bit what
+        :func:`~rekko.recommend.kernel.combine` makes), instead of a sparse
+        merge per candidate, which was most of the search's time.
         """
         fitted = self.fitted_for(params.collaborative)
-        b = params.blend
-        key = (params.collaborative, b.md, b.desc, b.cf)
-        rec = Recommender(fitted.artifacts, b, scorer=self.scorers.get(key))
-        if key in self.scorers:
-            self.scorers.move_to_end(key)
+        key = params.collaborative
+        blendable = self.blendables.get(key)
+        if blendable is None:
+            blendable = kernel.Blendable(fitted.artifacts.sims, fitted.artifacts.movie_score, rows=self.history_movies)
+            self.blendables[key] = blendable
+            while len(self.blendables) > SCORERS_KEPT:  # each holds the similarities' values: a few, not one per fit
+                self.blendables.popitem(last=False)
         else:
-            self.scorers[key] = rec.scorer_
-            while len(self.scorers) > SCORERS_KEPT:  # each holds a combined matrix: memory, not one per candidate
-                self.scorers.popitem(last=False)
-        return rec
+            self.blendables.move_to_end(key)
+        scorer = blendable.combine(params.blend)
+        return Recommender(fitted.artifacts, params.blend, scorer=scorer)
 
     def forget(self, alive: Sequence[RekkoParams]) -> None:
         """Drop the fits and combined similarities no live candidate or the incumbent uses (each is a full
@@ -435,8 +438,7 @@ class _Search:
         self.wide = {k: v for k, v in self.wide.items() if k in similarities}
         recencies = {cf.recency for cf in wanted}
         self.by_recency = {k: v for k, v in self.by_recency.items() if k in recencies}
-        scorers = {(p.collaborative, p.blend.md, p.blend.desc, p.blend.cf) for p in alive}
-        self.scorers = OrderedDict((k, v) for k, v in self.scorers.items() if k in scorers)
+        self.blendables = OrderedDict((k, v) for k, v in self.blendables.items() if k in wanted)
 
     def score(self, params: RekkoParams, n: int) -> float:
         """NDCG@k of ``params`` over the first ``n`` validation users of the seeded order (memoised)."""
