@@ -28,7 +28,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from rekko import __version__
-from rekko.exceptions import ArtifactError, UnsafePickleError
+from rekko.config import PipelineConfig
+from rekko.exceptions import ArtifactError, ConfigError, UnsafePickleError
 from rekko.io import atomic_open
 from rekko.paths import CHUNK_TABLE_NAME
 
@@ -206,9 +207,6 @@ def _check_sha(source: str, name: str, value: object) -> None:
 
 def _validate_manifest(raw: dict[str, Any], source: str) -> None:
     """The manifest's schema, checked field by field (types, digests, counts; parameters by their configs)."""
-    from rekko.config import PipelineConfig
-    from rekko.exceptions import ConfigError
-
     for name in ("rekko_version", "created_at"):
         if name in raw and not isinstance(raw[name], str):
             raise _bad(source, name, "a string", raw[name])

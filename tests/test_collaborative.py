@@ -10,16 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rekko.config import CollaborativeConfig
 from rekko.pipeline.collaborative import (
-    CollaborativeConfig,
     bm25_weight,
     ease_weights,
-    history_weights,
     item_item_similarity,
-    recency_rank,
     rp3beta_matrix,
     watch_matrix,
 )
+from rekko.pipeline.features import history_weights
+from rekko.pipeline.features import recency_rank_by_frame as recency_rank
 from rekko.columns import Columns as C
 from rekko.exceptions import ConfigError
 

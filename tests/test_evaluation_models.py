@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rekko.pipeline.collaborative import CollaborativeConfig
+from rekko.config import CollaborativeConfig
 from rekko.columns import Columns as C
 from rekko.evaluation import models as M
 from rekko.evaluation.run import check_recommendations

@@ -5,8 +5,7 @@ import pandas as pd
 import pytest
 
 from rekko.columns import Columns as C
-from rekko.pipeline import collaborative
-from rekko.pipeline.features import aggregate_sessions, attach_movie_index, recency_rank
+from rekko.pipeline.features import aggregate_sessions, attach_movie_index, recency_rank, recency_rank_by_frame
 
 
 def reference_aggregate(interactions: pd.DataFrame, movie_ids: pd.Index) -> pd.DataFrame:
@@ -40,13 +39,13 @@ def test_aggregate_and_recency_match_the_grouped_versions(seed, far_apart):
     got = aggregate_sessions(known, movie_ids)
     want = reference_aggregate(known, movie_ids)
     pd.testing.assert_frame_equal(got, want, check_categorical=True)
-    assert np.array_equal(recency_rank(got), collaborative.recency_rank(got))
+    assert np.array_equal(recency_rank(got), recency_rank_by_frame(got))
     # all dates missing: row order decides
     no_dates = got.assign(**{C.DATETIME: pd.NaT}).astype({C.DATETIME: "datetime64[ns]"})
-    assert np.array_equal(recency_rank(no_dates), collaborative.recency_rank(no_dates))
+    assert np.array_equal(recency_rank(no_dates), recency_rank_by_frame(no_dates))
     # rows not grouped by user: the general version answers
     shuffled = got.sample(frac=1.0, random_state=seed).reset_index(drop=True)
-    assert np.array_equal(recency_rank(shuffled), collaborative.recency_rank(shuffled))
+    assert np.array_equal(recency_rank(shuffled), recency_rank_by_frame(shuffled))
 
 
 def test_every_movie_known_shares_the_columns():

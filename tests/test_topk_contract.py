@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from rekko.artifacts import topk_from_bytes, topk_to_bytes
-from rekko.pipeline.collaborative import CollaborativeConfig, item_item_similarity
+from rekko.config import CollaborativeConfig
+from rekko.pipeline.collaborative import item_item_similarity
 from rekko.pipeline.similarity import SimilarityConfig, TopKSimilarity, content_similarities
 from rekko.testing.synth import generate
 

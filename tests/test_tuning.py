@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rekko.pipeline.collaborative import CollaborativeConfig
+from rekko.config import CollaborativeConfig
 from rekko.columns import Columns as C
 from rekko.evaluation import models as M
 from rekko.evaluation.run import load_inputs

@@ -6,7 +6,7 @@ Plan (no step gathers all interactions into one process):
    a glob, an ``s3://`` prefix: :mod:`rekko.pipeline.sources`) is read and
    validated on a worker by the local engine's own function
    (:func:`rekko.pipeline.ingest.validate_interactions`, via
-   :func:`rekko.pipeline.sources.load_part`), so a bad part fails naming the
+   :func:`rekko.pipeline.ingest.load_part`), so a bad part fails naming the
    part, the column and an example row; its movie ids become ``movie_idx``
    there (:func:`rekko.pipeline.features.attach_movie_index`, unknown movies
    counted).
@@ -79,7 +79,8 @@ from rekko.pipeline.features import (
 )
 from rekko.pipeline.run import PipelineResult, StreamedTable, Timer, ratings_stage
 from rekko.pipeline.similarity import content_similarities
-from rekko.pipeline.sources import Part, load_part
+from rekko.pipeline.ingest import load_part
+from rekko.pipeline.sources import Part
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ user, and the metrics compare them with the test part.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -24,7 +25,7 @@ from rekko import metrics
 from rekko.evaluation import models as M
 from rekko.evaluation.splitters import MODEL_SEES, Split, global_time_split, hide_time_of_day, per_user_last_n_split
 from rekko.config import AutoTuneConfig, PipelineConfig
-from rekko.exceptions import ConfigError
+from rekko.exceptions import ConfigError, InputFileError
 from rekko.tuning import auto
 
 log = logging.getLogger(__name__)
@@ -224,10 +225,6 @@ def format_table(table: pd.DataFrame, k: int) -> str:
 
 def params_from_file(path: Path) -> M.RekkoParams:
     """Parameters from a ``rekko tune`` JSON or a manifest (both keep them under ``parameters``)."""
-    import json
-
-    from rekko.exceptions import InputFileError
-
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

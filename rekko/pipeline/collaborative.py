@@ -42,11 +42,8 @@ Only the ``k`` strongest neighbours of each movie are kept (the same sparse
 top-k representation and kernel as the content similarities), so memory is
 O(N k) at any catalogue size.
 
-A user's taste drifts, and what they watched last predicts what they watch
-next far better than what they watched years ago: :func:`history_weights`
-decays each watched movie's weight by its recency rank with a half-life
-counted in watches (not days, so a user who pauses for a year is not wiped
-out).
+The recency of a user's watches (which the kernel decays) is the features
+stage's: :func:`rekko.pipeline.features.recency_rank`.
 """
 
 from __future__ import annotations
@@ -61,7 +58,7 @@ import scipy.sparse as sp
 
 from rekko.artifacts import TopKSimilarity
 from rekko.columns import Columns as C
-from rekko.config import RECENCY_MODES, CollaborativeConfig
+from rekko.config import CollaborativeConfig
 from rekko.exceptions import ConfigError
 from rekko.pipeline.similarity import keep_top_k, top_k_cosine
 
@@ -426,67 +423,3 @@ def item_item_similarity(
     """
     x = watch_matrix(interactions_upd, len(movie_ids))
     return TopKSimilarity(np.asarray(movie_ids), cowatch_matrix(x, config))
-
-
-def dates_only(times: pd.Series) -> bool:
-    """True when the watch times carry no time of day: every dated one is a midnight (and one is dated)."""
-    t = pd.to_datetime(pd.Series(np.asarray(times))).dropna()
-    return bool(len(t)) and bool((t == t.dt.normalize()).all())
-
-
-def recency_rank(interactions_upd: pd.DataFrame, mode: str = "order") -> np.ndarray:
-    """Per row: the watch's integer recency within its user (0 = the latest), by ``mode``.
-
-    * ``order``: how many of the same user's watches are more recent; ties in
-      time (day-resolution dates) keep the row order, later rows counting as
-      more recent, so a day's watches get distinct, arbitrary ranks;
-    * ``dense``: how many *distinct* times of the user are more recent: watches
-      at the same time share a rank (``[d1, d1, d2, d3, d3]`` -> 2, 2, 1, 0, 0);
-    * ``days``: whole days between the watch and the user's latest watch
-      (``floor((latest - t) / 1 day)``);
-    * ``auto``: ``dense`` when every dated watch is at midnight (dates without
-      a time of day), else ``order``.
-
-    A missing date sorts first (oldest): with ``order`` it takes the oldest
-    ranks, with ``dense`` one rank past the user's oldest dated watch, with
-    ``days`` one day past it. A user without any date has all ranks 0 for
-    ``dense`` and ``days``.
-    """
-    if mode not in RECENCY_MODES:
-        raise ConfigError(f"collaborative.recency must be one of {RECENCY_MODES}, got {mode!r}")
-    n = len(interactions_upd)
-    users = interactions_upd[C.USER].to_numpy()
-    has_time = C.DATETIME in interactions_upd
-    if mode == "auto":
-        mode = "dense" if has_time and dates_only(interactions_upd[C.DATETIME]) else "order"
-    if mode == "order" or not has_time:
-        if mode != "order":
-            return np.zeros(n, dtype=np.int64)
-        order = pd.DataFrame(
-            {"u": users, "t": interactions_upd[C.DATETIME].to_numpy() if has_time else 0, "i": np.arange(n)}
-        ).sort_values(["u", "t", "i"], kind="stable", na_position="first")
-        rank = np.empty(n, dtype=np.int64)
-        rank[order["i"].to_numpy()] = order.groupby("u", sort=False).cumcount(ascending=False).to_numpy()
-        return rank
-    t = pd.to_datetime(pd.Series(interactions_upd[C.DATETIME].to_numpy()))
-    frame = pd.DataFrame({"u": users, "t": t})
-    latest = frame.groupby("u", sort=False)["t"].transform("max")
-    if mode == "dense":
-        rank = frame.groupby("u", sort=False)["t"].rank(method="dense", ascending=False) - 1
-        missing_rank = frame.assign(r=rank).groupby("u", sort=False)["r"].transform("max") + 1
-        out = rank.fillna(missing_rank).fillna(0)
-    else:
-        days = (latest - frame["t"]) // pd.Timedelta(days=1)
-        oldest = days.groupby(frame["u"], sort=False).transform("max") + 1
-        out = days.astype("float64").fillna(oldest.astype("float64")).fillna(0)
-    return out.to_numpy(dtype=np.int64)
-
-
-def history_weights(watch_ratio: np.ndarray, rank: np.ndarray, half_life: float | None) -> np.ndarray:
-    """``watch_ratio x 0.5 ** (rank / half_life)``: the seed's weight, decayed by recency (None: no decay)."""
-    ratio = np.asarray(watch_ratio, dtype=np.float64)
-    if half_life is None:
-        return ratio
-    if not half_life > 0:
-        raise ConfigError(f"recency half-life must be a positive number of watches or None, got {half_life!r}")
-    return ratio * np.exp2(-np.asarray(rank, dtype=np.float64) / float(half_life))

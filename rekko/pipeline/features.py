@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from rekko.columns import Columns as C
-from rekko.config import MovieScoreConfig
+from rekko.config import RECENCY_MODES, MovieScoreConfig
+from rekko.exceptions import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -93,24 +94,22 @@ def aggregate_sessions(interactions: pd.DataFrame, movie_ids: pd.Index) -> pd.Da
 def recency_rank(interactions_upd: pd.DataFrame, mode: str = "order") -> np.ndarray:
     """Per row: the watch's integer recency within its user (0 = the latest), by ``mode``.
 
-    The modes are :func:`rekko.pipeline.collaborative.recency_rank`'s, which
-    computes all but ``order``. For ``order`` (how many of the same user's
+    The modes are :func:`recency_rank_by_frame`'s (the reference, over a
+    sorted frame), which computes all but ``order``. For ``order`` (how many of the same user's
     watches are more recent; ties in time keep the row order; a missing date
     is the oldest) this is the same answer for rows grouped by user as
     :func:`aggregate_sessions` returns them, in one stable sort of the dates
     and int32 positions instead of a sorted three-column frame.
     """
-    from rekko.pipeline.collaborative import dates_only, recency_rank as general
-
     if mode == "auto":
         has_time = C.DATETIME in interactions_upd
         mode = "dense" if has_time and dates_only(interactions_upd[C.DATETIME]) else "order"
     if mode != "order":
-        return general(interactions_upd, mode)
+        return recency_rank_by_frame(interactions_upd, mode)
     user = interactions_upd[C.USER].to_numpy()
     n = len(user)
     if n == 0 or n >= 2**31 or C.DATETIME not in interactions_upd or (user[1:] < user[:-1]).any():
-        return general(interactions_upd)
+        return recency_rank_by_frame(interactions_upd)
     stamps = interactions_upd[C.DATETIME].to_numpy().view(np.int64)  # NaT sorts first: the oldest
     starts = np.flatnonzero(np.concatenate(([True], user[1:] != user[:-1])))
     sizes = np.diff(np.append(starts, n))
@@ -246,3 +245,67 @@ def movie_features_from_stats(movies: pd.DataFrame, stats: dict, config: MovieSc
     out[C.RATING_NORM] = rating_norm
     out[C.MOVIE_SCORE] = score
     return out
+
+
+def dates_only(times: pd.Series) -> bool:
+    """True when the watch times carry no time of day: every dated one is a midnight (and one is dated)."""
+    t = pd.to_datetime(pd.Series(np.asarray(times))).dropna()
+    return bool(len(t)) and bool((t == t.dt.normalize()).all())
+
+
+def recency_rank_by_frame(interactions_upd: pd.DataFrame, mode: str = "order") -> np.ndarray:
+    """Per row: the watch's integer recency within its user (0 = the latest), by ``mode``.
+
+    * ``order``: how many of the same user's watches are more recent; ties in
+      time (day-resolution dates) keep the row order, later rows counting as
+      more recent, so a day's watches get distinct, arbitrary ranks;
+    * ``dense``: how many *distinct* times of the user are more recent: watches
+      at the same time share a rank (``[d1, d1, d2, d3, d3]`` -> 2, 2, 1, 0, 0);
+    * ``days``: whole days between the watch and the user's latest watch
+      (``floor((latest - t) / 1 day)``);
+    * ``auto``: ``dense`` when every dated watch is at midnight (dates without
+      a time of day), else ``order``.
+
+    A missing date sorts first (oldest): with ``order`` it takes the oldest
+    ranks, with ``dense`` one rank past the user's oldest dated watch, with
+    ``days`` one day past it. A user without any date has all ranks 0 for
+    ``dense`` and ``days``.
+    """
+    if mode not in RECENCY_MODES:
+        raise ConfigError(f"collaborative.recency must be one of {RECENCY_MODES}, got {mode!r}")
+    n = len(interactions_upd)
+    users = interactions_upd[C.USER].to_numpy()
+    has_time = C.DATETIME in interactions_upd
+    if mode == "auto":
+        mode = "dense" if has_time and dates_only(interactions_upd[C.DATETIME]) else "order"
+    if mode == "order" or not has_time:
+        if mode != "order":
+            return np.zeros(n, dtype=np.int64)
+        order = pd.DataFrame(
+            {"u": users, "t": interactions_upd[C.DATETIME].to_numpy() if has_time else 0, "i": np.arange(n)}
+        ).sort_values(["u", "t", "i"], kind="stable", na_position="first")
+        rank = np.empty(n, dtype=np.int64)
+        rank[order["i"].to_numpy()] = order.groupby("u", sort=False).cumcount(ascending=False).to_numpy()
+        return rank
+    t = pd.to_datetime(pd.Series(interactions_upd[C.DATETIME].to_numpy()))
+    frame = pd.DataFrame({"u": users, "t": t})
+    latest = frame.groupby("u", sort=False)["t"].transform("max")
+    if mode == "dense":
+        rank = frame.groupby("u", sort=False)["t"].rank(method="dense", ascending=False) - 1
+        missing_rank = frame.assign(r=rank).groupby("u", sort=False)["r"].transform("max") + 1
+        out = rank.fillna(missing_rank).fillna(0)
+    else:
+        days = (latest - frame["t"]) // pd.Timedelta(days=1)
+        oldest = days.groupby(frame["u"], sort=False).transform("max") + 1
+        out = days.astype("float64").fillna(oldest.astype("float64")).fillna(0)
+    return out.to_numpy(dtype=np.int64)
+
+
+def history_weights(watch_ratio: np.ndarray, rank: np.ndarray, half_life: float | None) -> np.ndarray:
+    """``watch_ratio x 0.5 ** (rank / half_life)``: the seed's weight, decayed by recency (None: no decay)."""
+    ratio = np.asarray(watch_ratio, dtype=np.float64)
+    if half_life is None:
+        return ratio
+    if not half_life > 0:
+        raise ConfigError(f"recency half-life must be a positive number of watches or None, got {half_life!r}")
+    return ratio * np.exp2(-np.asarray(rank, dtype=np.float64) / float(half_life))

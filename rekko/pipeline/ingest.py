@@ -25,6 +25,7 @@ from rekko.exceptions import DataValidationError, MissingColumnsError, quote
 from rekko.ids import INT64_MAX, parse_user_id
 from rekko.io import read_table
 from rekko.pipeline.ratings import clean_ratings
+from rekko.pipeline.sources import Part, is_url, read_part, resolve_parts
 
 log = logging.getLogger(__name__)
 
@@ -323,8 +324,6 @@ def load_interactions(path: str | Path) -> pd.DataFrame:
     Each part is read and validated on its own (an error names the part);
     one local file takes exactly the path it always did.
     """
-    from rekko.pipeline.sources import concat_validated, is_url, load_part, resolve_parts
-
     if not is_url(path) and Path(path).is_file():
         return validate_interactions(read_table(path, what="interactions", categorical=(C.MOVIE,)), path)
     frames = [load_part(part) for part in resolve_parts(path)]
@@ -347,3 +346,18 @@ def load_ratings(path: str | Path, extra: pd.DataFrame | None = None) -> pd.Data
     if extra is not None and not extra.empty:
         cleaned = pd.concat([clean_ratings(extra, path="api cache"), cleaned], ignore_index=True)
     return cleaned
+
+
+def load_part(part: Part) -> pd.DataFrame:
+    """Read and validate one part: the canonical interactions frame, errors naming the part."""
+    return validate_interactions(read_part(part, categorical=(C.MOVIE,)), part.name)
+
+
+def concat_validated(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """One canonical frame from validated parts; the movie-id categoricals are unioned, not turned into strings."""
+    if len(frames) == 1:
+        return frames[0]
+    movies = pd.api.types.union_categoricals([f[C.MOVIE].array for f in frames], ignore_order=True)
+    out = pd.concat([f.drop(columns=[C.MOVIE]) for f in frames], ignore_index=True)
+    out.insert(1, C.MOVIE, movies)
+    return out

@@ -15,6 +15,7 @@ files are renamed into place, and the new manifest goes last.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -85,6 +86,9 @@ class PipelineResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: the configuration the artifacts were built with: the caller's, with what tuning chose
     config: PipelineConfig | None = None
+    #: tables whose artifact is an existing file, copied byte for byte instead of written from the frame
+    #: (``rekko tune`` rebuilding a set: by role, e.g. ``movies_upd``)
+    kept: dict[str, Path] = field(default_factory=dict)
 
 
 class Timer:
@@ -222,11 +226,22 @@ def _stage_table(staged: StagedFiles, df: Table, target: Path, *,
     return {**describe_file(tmp, rows=rows), "path": str(target)}
 
 
+def _stage_copy(staged: StagedFiles, source: Path, target: Path, rows: int) -> dict[str, Any]:
+    """Stage a byte-for-byte copy of an existing artifact (its content unchanged by this run)."""
+    tmp = staged.stage(target)
+    shutil.copyfile(source, tmp)
+    return {**describe_file(tmp, rows=rows), "path": str(target)}
+
+
 def _stage_topk(staged: StagedFiles, sim: TopKSimilarity, target: Path) -> dict[str, Any]:
     """Stage a similarity artifact (:func:`rekko.artifacts.topk_to_bytes`, the format's one writer)."""
     tmp = staged.stage(target)
     tmp.write_bytes(topk_to_bytes(sim))
     return {**describe_file(tmp, rows=int(sim.matrix.shape[0])), "path": str(target)}
+
+
+def _rows(table: Table) -> int:
+    return table.rows if isinstance(table, StreamedTable) else len(table)
 
 
 def _sorted_by_user_and_movie(df: pd.DataFrame) -> bool:
@@ -244,14 +259,20 @@ def _stage_artifacts(result: PipelineResult, paths: PipelinePaths, staged: Stage
     interactions = result.interactions
     if not isinstance(interactions, StreamedTable) and not _sorted_by_user_and_movie(interactions):
         interactions = interactions.sort_values([C.USER, "movie_idx"], kind="stable")
-    artifacts = {
-        "movies_rd": _stage_table(staged, result.ratings, paths.movies_rd),
-        "int_coef": _stage_table(staged, result.users, paths.int_coef),
-        "movies_upd": _stage_table(staged, _movies_for_parquet(result.movies), paths.movies_upd),
-        "interactions_upd": _stage_table(staged, interactions, paths.interactions_upd, row_group_size=USER_ROW_GROUP),
-        "sim_md": _stage_topk(staged, result.sim_md, paths.sim_md),
-        "sim_desc": _stage_topk(staged, result.sim_desc, paths.sim_desc),
+    tables: dict[str, tuple[Callable[[], Table], Path, int | None]] = {
+        "movies_rd": (lambda: result.ratings, paths.movies_rd, None),
+        "int_coef": (lambda: result.users, paths.int_coef, None),
+        "movies_upd": (lambda: _movies_for_parquet(result.movies), paths.movies_upd, None),
+        "interactions_upd": (lambda: interactions, paths.interactions_upd, USER_ROW_GROUP),
     }
+    artifacts = {}
+    for role, (table, target, row_group_size) in tables.items():
+        if role in result.kept:
+            artifacts[role] = _stage_copy(staged, result.kept[role], target, _rows(table()))
+        else:
+            artifacts[role] = _stage_table(staged, table(), target, row_group_size=row_group_size)
+    artifacts["sim_md"] = _stage_topk(staged, result.sim_md, paths.sim_md)
+    artifacts["sim_desc"] = _stage_topk(staged, result.sim_desc, paths.sim_desc)
     if result.sim_cf is not None:
         artifacts["sim_cf"] = _stage_topk(staged, result.sim_cf, paths.sim_cf)
     return artifacts

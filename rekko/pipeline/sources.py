@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from rekko.exceptions import InputFileError, shorten
+from rekko.io import read_table, sha256_file
 
 #: File name endings read as interaction parts when a folder or a prefix is given.
 PART_EXTENSIONS = (".parquet", ".pq")
@@ -176,8 +177,6 @@ def _resolve_remote(url: str) -> list[Part]:
 
 def read_part(part: Part, *, categorical: tuple[str, ...] = ()) -> pd.DataFrame:
     """The raw frame of one part (local through :func:`rekko.io.read_table`, remote through fsspec)."""
-    from rekko.io import read_table
-
     if not part.remote:
         return read_table(part.location, what="interactions", categorical=categorical)
     fs, path = _filesystem(part.location)
@@ -201,14 +200,6 @@ def read_part(part: Part, *, categorical: tuple[str, ...] = ()) -> pd.DataFrame:
                              f"{redact(shorten(str(exc), 300))}") from None
 
 
-def load_part(part: Part) -> pd.DataFrame:
-    """Read and validate one part: the canonical interactions frame, errors naming the part."""
-    from rekko.columns import Columns as C
-    from rekko.pipeline.ingest import validate_interactions
-
-    return validate_interactions(read_part(part, categorical=(C.MOVIE,)), part.name)
-
-
 def fingerprint(part: Part) -> dict[str, Any]:
     """The manifest entry of one part.
 
@@ -218,8 +209,6 @@ def fingerprint(part: Part) -> dict[str, Any]:
     digest of digests for a multipart one) and ``bytes``; ``sha256`` is absent.
     """
     if not part.remote:
-        from rekko.io import sha256_file
-
         return {"path": part.location, "sha256": sha256_file(part.location)}
     fs, path = _filesystem(part.location)
     try:
@@ -244,15 +233,3 @@ def fingerprints(spec: str | os.PathLike[str], parts: list[Part]) -> dict[str, A
                                         for e in entries).encode()).hexdigest()
     return {"path": redact(os.fspath(spec)), "sha256": combined, "parts": entries,
             "part_hash": "sha256 of each local part's bytes; etag and size of each remote part"}
-
-
-def concat_validated(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """One canonical frame from validated parts; the movie-id categoricals are unioned, not turned into strings."""
-    from rekko.columns import Columns as C
-
-    if len(frames) == 1:
-        return frames[0]
-    movies = pd.api.types.union_categoricals([f[C.MOVIE].array for f in frames], ignore_order=True)
-    out = pd.concat([f.drop(columns=[C.MOVIE]) for f in frames], ignore_index=True)
-    out.insert(1, C.MOVIE, movies)
-    return out

@@ -75,7 +75,7 @@ def apply_tuned(manifest_path: Path, params: RekkoParams, summary: dict[str, Any
         raise ArtifactError(f"{manifest_path} lists artifacts beside {paths.manifest}: run `rekko tune` with "
                             "--manifest naming the set's own manifest")
     with progress.stage("apply the tuned model", of="the artifact set") as report:
-        result = _read_set(paths, manifest, stored)
+        result = _read_set(paths, manifest, stored, new_recency=new_recency)
         if new_recency:
             result.interactions[C.RECENCY_RANK] = recency_rank(result.interactions, chosen.recency).astype(np.int32)
         result = add_cowatch(result, config) if new_cf or result.sim_cf is None else replace(result, config=config)
@@ -87,7 +87,8 @@ def apply_tuned(manifest_path: Path, params: RekkoParams, summary: dict[str, Any
     return f"rebuilt {what} with the tuned settings and published the set"
 
 
-def _read_set(paths: PipelinePaths, manifest: Manifest, config: PipelineConfig) -> PipelineResult:
+def _read_set(paths: PipelinePaths, manifest: Manifest, config: PipelineConfig, *, new_recency: bool
+              ) -> PipelineResult:
     """The set's artifacts, each verified against the manifest, as the pipeline computed them."""
     def table(role: str, path: Path) -> pd.DataFrame:
         return pd.read_parquet(io.BytesIO(read_verified(path, manifest, role)))
@@ -102,5 +103,11 @@ def _read_set(paths: PipelinePaths, manifest: Manifest, config: PipelineConfig) 
     sim_cf = (topk_from_bytes(read_verified(paths.sim_cf, manifest, "sim_cf"), source=str(paths.sim_cf))
               if "sim_cf" in manifest.artifacts else None)
     counts = {k: v for k, v in manifest.counts.items() if k != "timings_s"}
+    # tables this rebuild does not change are copied byte for byte (a frame read back and written again
+    # may differ in its bytes: dtypes, parquet metadata); interactions_upd only when its recency stays
+    kept = {"movies_rd": paths.movies_rd, "int_coef": paths.int_coef, "movies_upd": paths.movies_upd}
+    if not new_recency:
+        kept["interactions_upd"] = paths.interactions_upd
     return PipelineResult(table("movies_rd", paths.movies_rd), movies, interactions, table("int_coef", paths.int_coef),
-                          sims["sim_md"], sims["sim_desc"], sim_cf, counts=counts, timings={}, config=config)
+                          sims["sim_md"], sims["sim_desc"], sim_cf, counts=counts, timings={}, config=config,
+                          kept=kept)
