@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         split = EvalConfig(model_sees=sees).outer_split(interactions)
         fitted = M.fit(split.train, movies, ratings)
         users = np.unique(split.test[C.USER].to_numpy(dtype=np.int64))
-        genres = fitted.result.movies.set_index(C.MOVIE)[C.GENRES]
+        genres = fitted.data.movies.set_index(C.MOVIE)[C.GENRES]
         for label, params in VARIANTS:
             recs = M.rekko(fitted.with_collaborative(params.collaborative), users, 10, params)
             m = metrics.evaluate(recs, split.test, 10, train=split.train, catalog_size=len(movies), genres=genres)

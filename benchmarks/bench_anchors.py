@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     users = np.unique(split.test[C.USER].to_numpy(dtype=np.int64))
     rows = fitted.artifacts.user_rows(users)
     users, rows = users[rows >= 0], rows[rows >= 0]
-    genres = fitted.result.movies.set_index(C.MOVIE)[C.GENRES]
+    genres = fitted.data.movies.set_index(C.MOVIE)[C.GENRES]
     out = {}
     for name, run in (
         ("implicit ItemKNN cosine K=100", lambda: itemknn("cosine", x, rows, args.k)),

@@ -95,7 +95,7 @@ def day_counts(inter: pd.DataFrame) -> np.ndarray:
 
 def history_with(part: Part, recency: str, ratio_fn: Callable[[pd.DataFrame], np.ndarray] | None):
     def make():
-        inter = part.fitted.with_collaborative(replace(part.fitted.collaborative, recency=recency)).result.interactions
+        inter = part.fitted.with_collaborative(replace(part.fitted.collaborative, recency=recency)).data.interactions
         frame = inter.copy()
         if ratio_fn is not None:
             frame[C.WATCH_RATIO] = ratio_fn(frame).astype(np.float32)
@@ -113,7 +113,7 @@ def cf_matrix(part: Part, config: CollaborativeConfig) -> sp.csr_matrix:
 
 
 def x_matrix(part: Part) -> sp.csr_matrix:
-    return part.memo("x", lambda: CF.watch_matrix(part.fitted.result.interactions, len(part.fitted.movie_ids)))
+    return part.memo("x", lambda: CF.watch_matrix(part.fitted.data.interactions, len(part.fitted.movie_ids)))
 
 
 def row_max_scale(m: sp.csr_matrix) -> sp.csr_matrix:
