@@ -228,3 +228,25 @@ def test_ease_invariants(rows: list[tuple[int, int, float]], k: int, cap: int) -
     watched = np.zeros(6, dtype=bool)
     watched[upd["movie_idx"].unique()] = True
     assert not touched[~watched].any()
+
+
+def test_an_engine_refuses_a_family_it_cannot_build_before_any_work(monkeypatch, tmp_path) -> None:
+    """A family listed for the local engine only: the Dask engine refuses it naming both, before reading a file."""
+    from dataclasses import replace as dc_replace
+
+    from rekko.build import run_pipeline
+    from rekko.config import PipelineConfig
+    from rekko.paths import PipelinePaths
+    from rekko.pipeline import collaborative
+
+    class LocalOnly(collaborative.RP3Beta):
+        engines = ("local",)
+
+    monkeypatch.setitem(collaborative.FAMILIES, "rp3beta", LocalOnly())
+    config = CollaborativeConfig(weighting="rp3beta")
+    assert collaborative.family(config, "local").name == "rp3beta"
+    with pytest.raises(ConfigError, match="the dask engine cannot build the 'rp3beta' co-watching family"):
+        collaborative.family(config, "dask")
+    missing = PipelinePaths(**{f: tmp_path / "nowhere" / f for f in PipelinePaths.__dataclass_fields__})
+    with pytest.raises(ConfigError, match="dask engine cannot build"):  # not "file not found": no input was read
+        run_pipeline(missing, dc_replace(PipelineConfig(), collaborative=config), engine="dask")

@@ -71,6 +71,8 @@ from rekko.recommend import Recommender, kernel
 from rekko.tuning.data import Fitted
 
 log = logging.getLogger(__name__)
+#: the search's progress (stage, candidates done, best so far) on stderr with the CLI's progress lines
+progress_log = logging.getLogger("rekko.progress.tuning")
 
 WEIGHT_GRID = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 HALF_LIFE_GRID: tuple[float | None, ...] = (None, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0)
@@ -253,9 +255,13 @@ def search(
             if value > best_value + 1e-12:
                 best, best_value = seed, value
         blend_rounds = config.rounds
-        for stage in grids.stages:
+        for number, stage in enumerate(grids.stages, 1):
             stages.append({"stage": stage, "ndcg_before": round(best_value, 6),
                            "seconds_at_start": round(clock() - t0, 2)})
+            progress_log.info("tuning stage %d/%d %s: %d candidates scored, best validation NDCG@%d %.4f, "
+                              "work %s/%s units", number, len(grids.stages), stage, len(run.trace), config.k,
+                              best_value, f"{budget.spent:,}",
+                              "unlimited" if config.work_budget is None else f"{config.work_budget:,}")
             if stage == "recency":
                 candidates = [replace(best, collaborative=replace(best.collaborative, recency=recency))
                               .with_half_life(half_life)
