@@ -128,12 +128,18 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 # -- recommend --------------------------------------------------------------------
 def cmd_recommend(args: argparse.Namespace) -> int:
     from rekko.recommend import Recommender, load_artifacts
-    from rekko.recommend.present import format_recommendations, write_pred_csv
+    from rekko.recommend.present import format_recommendations, pred_path, write_pred_csv
 
     engine = engine_from_args(args)  # a bad $REKKO_ENGINE is an error even where one user needs no cluster
     if args.all_users:
         if not args.output:
             raise ConfigError("--all-users needs --output: a file (.parquet or .csv) or a folder (recs/)")
+        from rekko.collisions import check_artifact_reader_outputs
+        from rekko.recommend.batch_output import output_kind
+
+        kind = output_kind(args.output)  # checked again by either engine; here before connecting to a cluster
+        check_artifact_reader_outputs(artifact_paths(args), {"--output": args.output},
+                                      folders=["--output"] if kind == "dataset" else [])
         t0 = time.perf_counter()
         if engine == "dask":
             from rekko.distributed.batch import recommend_all
@@ -153,6 +159,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         return 0
     if args.user_id is None:
         raise ConfigError("give a user id (--user-id N) or --all-users")
+    if not args.no_pred:
+        from rekko.collisions import check_artifact_reader_outputs
+
+        check_artifact_reader_outputs(artifact_paths(args), {"--pred-dir's pred(<user>).csv": pred_path(
+            args.pred_dir, args.user_id)})
     # one answer per process: rank interpreted rather than start the compiler (same bits, see Recommender)
     recommender = Recommender(load_artifacts(artifact_paths(args), user_ids=[args.user_id]), engine="auto")
     recs = recommender.recommend(args.user_id, args.n)
@@ -175,6 +186,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from rekko.demo import run_demo
 
     return run_demo(user_id=args.user_id, n=args.n, fmt=args.format)
+
+
+# -- evaluate and tune (rekko.evaluation.cli) write files too ----------------------------------
+def check_evaluation_outputs(args: argparse.Namespace) -> None:
+    """``evaluate``'s --json/--report and ``tune``'s --out never go onto an input or an artifact (exit 2).
+
+    Checked here, before the handler reads anything: the inputs given, and the
+    default artifact set with everything its manifest names (for ``tune``, the
+    set of the --manifest it updates, which it may write, but not through --out).
+    """
+    from rekko.collisions import artifact_set_paths, check_outputs
+    from rekko.paths import ArtifactPaths
+
+    outputs = {flag: getattr(args, name) for name, flag in (("json", "--json"), ("report", "--report"),
+                                                            ("out", "--out")) if getattr(args, name, None)}
+    protected = {f"the --{name} input": str(getattr(args, name))
+                 for name in ("interactions", "movies", "ratings", "params") if getattr(args, name, None)}
+    protected.update(artifact_set_paths(ArtifactPaths()))
+    manifest = getattr(args, "manifest", None)
+    if manifest is not None:
+        beside = Path(manifest).parent
+        fields_ = {f: beside / getattr(ArtifactPaths(), f).name for f in ("sim_md", "sim_desc")}
+        extra = artifact_set_paths(ArtifactPaths(**fields_), manifest=Path(manifest))
+        protected.update({f"{k} (--manifest's set)": v for k, v in extra.items() if v not in protected.values()})
+    check_outputs(outputs, protected, advice="write it somewhere else")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.command in ("evaluate", "tune"):
+            check_evaluation_outputs(args)
         return int(args.handler(args) or 0)
     except RekkoError as exc:
         print(f"rekko: error: {exc}", file=sys.stderr)

@@ -59,6 +59,7 @@ import pyarrow.parquet as pq
 
 from rekko import progress
 from rekko.artifacts import ChunkTable, Manifest, read_manifest
+from rekko.collisions import check_artifact_reader_outputs
 from rekko.columns import Columns as C
 from rekko.distributed import MIN_PARTITION_ROWS, PARTITION_ROWS
 from rekko.exceptions import ArtifactError, ConfigError, RekkoError
@@ -377,6 +378,7 @@ def recommend_all(client: Any, paths: ArtifactPaths, n: int, output: str | os.Pa
     kind = output_kind(output)
     paths = absolute_paths(paths)
     target = Path(os.path.abspath(output))
+    check_artifact_reader_outputs(paths, {"--output": target}, folders=["--output"] if kind == "dataset" else [])
     address = str(getattr(client, "scheduler", None) and client.scheduler.address)
     workers = _wait_for_workers(client, address)
     threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
