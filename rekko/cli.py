@@ -27,7 +27,14 @@ from rekko.config import AutoTuneConfig
 from rekko.distributed import PARTITION_ROWS
 from rekko.enrich import cli as enrich_cli
 from rekko.evaluation import cli as evaluation_cli
-from rekko.exceptions import ConfigError, RekkoError, quote
+from rekko.exceptions import (
+    ConfigError,
+    RekkoError,
+    quote,
+    register_secret,
+    register_secrets_in,
+    scrub,
+)
 from rekko.ids import INTEGER_TEXT, check_range
 from rekko.importers import cli as importers_cli
 from rekko.locking import DEFAULT_LOCK_TIMEOUT
@@ -261,15 +268,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ScrubFilter(logging.Filter):
+    """Credentials out of every log line, whoever logs it (rekko, Dask, botocore): see :func:`scrub`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record whose arguments do not format: leave it to logging
+            return True
+        record.msg, record.args = scrub(message), None
+        return True
+
+
+#: Environment variables whose whole value is a secret (beside URL credentials, found in any variable).
+SECRET_VARIABLES = ("REKKO_API_KEY", "REKKO_SERVE_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                    "AWS_ACCESS_KEY_ID", "AWS_SECURITY_TOKEN")
+
+
+def _register_secrets(argv: Sequence[str]) -> None:
+    """Remember the credentials this process was given, so that no message or log line shows them."""
+    import os
+
+    for value in [*argv, *os.environ.values()]:
+        register_secrets_in(value)
+    for name in SECRET_VARIABLES:
+        register_secret(os.environ.get(name, "").strip())
+
+
 def _setup_logging(verbose: bool, quiet: bool = False) -> None:
     from rekko import progress
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="rekko: %(levelname)s: %(message)s")
     progress.configure(quiet=quiet)
+    for handler in [*logging.getLogger().handlers, *logging.getLogger("rekko.progress").handlers]:
+        if not any(isinstance(f, _ScrubFilter) for f in handler.filters):
+            handler.addFilter(_ScrubFilter())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _register_secrets(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose, args.quiet)
@@ -291,8 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place unexpected errors are reported
         if args.debug:
             raise
-        print(f"rekko: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        print(f"rekko: unexpected error: {type(exc).__name__}: {scrub(str(exc))} (rerun with --debug for the "
+              "traceback)", file=sys.stderr)
         return 1
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from rekko.exceptions import InputFileError, shorten
+from rekko.exceptions import InputFileError, scrub, shorten
 
 #: File name endings read as interaction parts when a folder or a prefix is given.
 PART_EXTENSIONS = (".parquet", ".pq")
@@ -41,8 +41,9 @@ _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
 def redact(text: str) -> str:
-    """``text`` without credentials: secret environment values and URL user-info replaced by ``***``."""
-    out = _USERINFO.sub(r"\g<scheme>***@", str(text))
+    """``text`` without credentials: secret environment values, URL user-info and the credentials met so far
+    (:func:`rekko.exceptions.scrub`) replaced by ``***``."""
+    out = scrub(_USERINFO.sub(r"\g<scheme>***@", str(text)))
     for name in SECRET_ENV:
         value = os.environ.get(name)
         if value and len(value) >= 4:
