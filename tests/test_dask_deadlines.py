@@ -231,3 +231,20 @@ def test_timeout_setting_and_address_scrubbing(monkeypatch):
     assert safe_address("tcp://user:pw@10.0.0.5:8786") == "tcp://***@10.0.0.5:8786"
     assert safe_address("user:pw@10.0.0.5:8786") == "***@10.0.0.5:8786"
     assert safe_address("tls://10.0.0.5:8786") == "tls://10.0.0.5:8786"
+
+
+def test_the_no_worker_message_names_the_address(monkeypatch):
+    """Issue 18, item 17: it printed a literal `dask worker {address}`."""
+    from rekko.distributed import batch
+
+    class NoWorkers:
+        def scheduler_info(self):
+            return {"workers": {}}
+
+        def wait_for_workers(self, n, timeout):
+            raise TimeoutError
+
+    monkeypatch.setattr(batch, "WORKER_WAIT_SECONDS", 0.01)
+    with pytest.raises(ConfigError) as refused:
+        batch._wait_for_workers(NoWorkers(), "tcp://10.0.0.5:8786")
+    assert "`dask worker tcp://10.0.0.5:8786`" in str(refused.value) and "{address}" not in str(refused.value)

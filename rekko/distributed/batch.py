@@ -353,8 +353,11 @@ def _wait_for_workers(client: Any, address: str) -> int:
     try:
         client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
     except (TimeoutError, OSError):
-        raise ConfigError(f"the Dask scheduler at {address} has no workers (waited {WORKER_WAIT_SECONDS:.0f} s); "
-                          "start some (`dask worker {address}`, or REKKO_MODE=worker in the image)") from None
+        from rekko.distributed.cluster import safe_address
+
+        shown = safe_address(address)
+        raise ConfigError(f"the Dask scheduler at {shown} has no workers (waited {WORKER_WAIT_SECONDS:.0f} s); "
+                          f"start some (`dask worker {shown}`, or REKKO_MODE=worker in the image)") from None
     return len(client.scheduler_info().get("workers", {}))
 
 
