@@ -220,8 +220,15 @@ def check_evaluation_outputs(args: argparse.Namespace) -> None:
     check_outputs(outputs, protected, advice="write it somewhere else")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage errors (exit 2) quote the bad value: scrubbed like every other message."""
+
+    def error(self, message: str):  # type: ignore[override]
+        super().error(scrub(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rekko",
         description="Movie recommendations from watch history, metadata and descriptions.",
     )

@@ -99,3 +99,10 @@ def test_the_entrypoint_never_echoes_credentials(tmp_path: Path, variables, args
     assert proc.returncode == 0, proc.stderr
     assert "Pa55word" not in proc.stderr and "ops:" not in proc.stderr, proc.stderr
     assert "rekko-entrypoint:" in proc.stderr and "@" in proc.stderr  # the command is still shown
+
+
+def test_argument_errors_do_not_quote_credentials(tmp_path: Path):
+    proc = subprocess.run([sys.executable, "-m", "rekko", "recommend", "--engine", "tcp://ops:Pa55word@h:1"],
+                          cwd=tmp_path, env=_clean_env(), capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr
+    assert "Pa55word" not in proc.stderr and "tcp://***@h:1" in proc.stderr
