@@ -41,13 +41,33 @@ readonly RECOMMEND_OPTS=(--interactions-upd --movies-upd --int-coef --sim-md --s
 readonly PIPELINE_OUTPUT_DEFAULTS=(data/movies_rd.parquet data/int_coef.parquet data/movies_md_upd.parquet
   data/interactions_upd.parquet matrix/cos_sim_md.pkl matrix/cos_sim_desc.pkl)
 
+# A value as it may be shown: the credentials of every URL in it (scheme://user:password@) replaced by ***.
+# Everything up to the authority's last @ is user-info, so a password holding @ is masked whole.
+scrub() {
+  local rest=$1 out='' re='^(.*[A-Za-z][A-Za-z0-9+.-]*://)[^/[:space:]]+@(.*)$'
+  while [[ "$rest" =~ $re ]]; do
+    out="***@${BASH_REMATCH[2]}$out"
+    rest=${BASH_REMATCH[1]}
+  done
+  printf '%s' "$rest$out"
+}
+
+# Print the command about to run, one %q-quoted word each, every word scrubbed.
+show_command() {
+  local word
+  for word in "$@"; do
+    printf ' %q' "$(scrub "$word")" >&2
+  done
+  printf '\n' >&2
+}
+
 die() {
-  printf '%s: error: %s\n' "$PROG" "$1" >&2
+  printf '%s: error: %s\n' "$PROG" "$(scrub "$1")" >&2
   exit "${2:-2}"
 }
 
 warn() {
-  printf '%s: warning: %s\n' "$PROG" "$1" >&2
+  printf '%s: warning: %s\n' "$PROG" "$(scrub "$1")" >&2
 }
 
 # Strip whitespace and ASCII/typographic quotes from both ends until nothing changes.
@@ -104,10 +124,9 @@ run_rekko() {
   printf '%s:' "$PROG" >&2
   # the engine variables the CLI will read, shown in front of the command as a shell would take them
   [[ -n "${REKKO_ENGINE-}" ]] && printf ' REKKO_ENGINE=%q' "$REKKO_ENGINE" >&2
-  [[ -n "${REKKO_DASK_SCHEDULER-}" ]] && printf ' REKKO_DASK_SCHEDULER=%q' "$REKKO_DASK_SCHEDULER" >&2
+  [[ -n "${REKKO_DASK_SCHEDULER-}" ]] && printf ' REKKO_DASK_SCHEDULER=%q' "$(scrub "$REKKO_DASK_SCHEDULER")" >&2
   printf ' rekko' >&2
-  printf ' %q' "$@" >&2
-  printf '\n' >&2
+  show_command "$@"
   if [[ "${REKKO_ENTRYPOINT_DRY_RUN-}" == 1 ]]; then
     printf '%s\n' "$@"
     exit 0
@@ -143,8 +162,7 @@ fi
 # Run a Dask process (scheduler or worker) from the image's virtualenv; dry run as for rekko.
 run_dask() {
   printf '%s: dask' "$PROG" >&2
-  printf ' %q' "$@" >&2
-  printf '\n' >&2
+  show_command "$@"
   if [[ "${REKKO_ENTRYPOINT_DRY_RUN-}" == 1 ]]; then
     printf '%s\n' dask "$@"
     exit 0

@@ -27,7 +27,14 @@ from rekko.config import AutoTuneConfig
 from rekko.distributed import PARTITION_ROWS
 from rekko.enrich import cli as enrich_cli
 from rekko.evaluation import cli as evaluation_cli
-from rekko.exceptions import ConfigError, RekkoError, quote
+from rekko.exceptions import (
+    ConfigError,
+    RekkoError,
+    quote,
+    register_secret,
+    register_secrets_in,
+    scrub,
+)
 from rekko.ids import INTEGER_TEXT, check_range
 from rekko.importers import cli as importers_cli
 from rekko.locking import DEFAULT_LOCK_TIMEOUT
@@ -131,12 +138,18 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 # -- recommend --------------------------------------------------------------------
 def cmd_recommend(args: argparse.Namespace) -> int:
     from rekko.recommend import Recommender, load_artifacts
-    from rekko.recommend.present import format_recommendations, write_pred_csv
+    from rekko.recommend.present import format_recommendations, pred_path, write_pred_csv
 
     engine = engine_from_args(args)  # a bad $REKKO_ENGINE is an error even where one user needs no cluster
     if args.all_users:
         if not args.output:
             raise ConfigError("--all-users needs --output: a file (.parquet or .csv) or a folder (recs/)")
+        from rekko.collisions import check_artifact_reader_outputs
+        from rekko.recommend.batch_output import output_kind
+
+        kind = output_kind(args.output)  # checked again by either engine; here before connecting to a cluster
+        check_artifact_reader_outputs(artifact_paths(args), {"--output": args.output},
+                                      folders=["--output"] if kind == "dataset" else [])
         t0 = time.perf_counter()
         if engine == "dask":
             from rekko.distributed.batch import recommend_all
@@ -156,6 +169,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         return 0
     if args.user_id is None:
         raise ConfigError("give a user id (--user-id N) or --all-users")
+    if not args.no_pred:
+        from rekko.collisions import check_artifact_reader_outputs
+
+        check_artifact_reader_outputs(artifact_paths(args), {"--pred-dir's pred(<user>).csv": pred_path(
+            args.pred_dir, args.user_id)})
     # one answer per process: rank interpreted rather than start the compiler (same bits, see Recommender)
     recommender = Recommender(load_artifacts(artifact_paths(args), user_ids=[args.user_id]), engine="auto")
     recs = recommender.recommend(args.user_id, args.n)
@@ -180,8 +198,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(user_id=args.user_id, n=args.n, fmt=args.format)
 
 
+# -- evaluate and tune (rekko.evaluation.cli) write files too ----------------------------------
+def check_evaluation_outputs(args: argparse.Namespace) -> None:
+    """``evaluate``'s --json/--report and ``tune``'s --out never go onto an input or an artifact (exit 2).
+
+    Checked here, before the handler reads anything: the inputs given, and the
+    default artifact set with everything its manifest names (for ``tune``, the
+    set of the --manifest it updates, which it may write, but not through --out).
+    """
+    from rekko.collisions import artifact_set_paths, check_outputs
+    from rekko.paths import ArtifactPaths
+
+    outputs = {flag: getattr(args, name) for name, flag in (("json", "--json"), ("report", "--report"),
+                                                            ("out", "--out")) if getattr(args, name, None)}
+    protected = {f"the --{name} input": str(getattr(args, name))
+                 for name in ("interactions", "movies", "ratings", "params") if getattr(args, name, None)}
+    protected.update(artifact_set_paths(ArtifactPaths()))
+    manifest = getattr(args, "manifest", None)
+    if manifest is not None:
+        beside = Path(manifest).parent
+        fields_ = {f: beside / getattr(ArtifactPaths(), f).name for f in ("sim_md", "sim_desc")}
+        extra = artifact_set_paths(ArtifactPaths(**fields_), manifest=Path(manifest))
+        protected.update({f"{k} (--manifest's set)": v for k, v in extra.items() if v not in protected.values()})
+    check_outputs(outputs, protected, advice="write it somewhere else")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's usage errors (exit 2) quote the bad value: scrubbed like every other message."""
+
+    def error(self, message: str):  # type: ignore[override]
+        super().error(scrub(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rekko",
         description="Movie recommendations from watch history, metadata and descriptions.",
     )
@@ -228,15 +278,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ScrubFilter(logging.Filter):
+    """Credentials out of every log line, whoever logs it (rekko, Dask, botocore): see :func:`scrub`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record whose arguments do not format: leave it to logging
+            return True
+        record.msg, record.args = scrub(message), None
+        return True
+
+
+#: Environment variables whose whole value is a secret (beside URL credentials, found in any variable).
+SECRET_VARIABLES = ("REKKO_API_KEY", "REKKO_SERVE_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                    "AWS_ACCESS_KEY_ID", "AWS_SECURITY_TOKEN")
+
+
+def _register_secrets(argv: Sequence[str]) -> None:
+    """Remember the credentials this process was given, so that no message or log line shows them."""
+    import os
+
+    for value in [*argv, *os.environ.values()]:
+        register_secrets_in(value)
+    for name in SECRET_VARIABLES:
+        register_secret(os.environ.get(name, "").strip())
+
+
 def _setup_logging(verbose: bool, quiet: bool = False) -> None:
     from rekko import progress
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
                         format="rekko: %(levelname)s: %(message)s")
     progress.configure(quiet=quiet)
+    for handler in [*logging.getLogger().handlers, *logging.getLogger("rekko.progress").handlers]:
+        if not any(isinstance(f, _ScrubFilter) for f in handler.filters):
+            handler.addFilter(_ScrubFilter())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _register_secrets(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     _setup_logging(args.verbose, args.quiet)
@@ -244,6 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.command in ("evaluate", "tune"):
+            check_evaluation_outputs(args)
         return int(args.handler(args) or 0)
     except RekkoError as exc:
         print(f"rekko: error: {exc}", file=sys.stderr)
@@ -256,8 +339,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place unexpected errors are reported
         if args.debug:
             raise
-        print(f"rekko: unexpected error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        print(f"rekko: unexpected error: {type(exc).__name__}: {scrub(str(exc))} (rerun with --debug for the "
+              "traceback)", file=sys.stderr)
         return 1
 
 

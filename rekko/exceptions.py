@@ -17,6 +17,53 @@ MAX_EXAMPLE_CHARS = 1_000
 MAX_MESSAGE_CHARS = 2_000
 
 _LINE_BREAKS = re.compile(r"\s*[\r\n]+\s*")
+#: ``scheme://user:password@`` in any text: everything up to the authority's last ``@`` is the user-info.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/\s]+)@")
+#: Credentials met in this process (URL user-info from the command line or the environment): never printed.
+_SECRETS: set[str] = set()
+#: Shorter strings are not treated as secrets on their own (``a`` or ``s3`` would blank out every message).
+_MIN_SECRET_CHARS = 4
+#: The user or the password of a URL's user-info alone is scrubbed from this length (``user`` is a common word).
+_MIN_PART_CHARS = 6
+MASK = "***"
+
+
+def register_secret(value: str | None) -> None:
+    """Never print ``value`` again in this process (messages, log lines): :func:`scrub` replaces it."""
+    if value and len(value) >= _MIN_SECRET_CHARS:
+        _SECRETS.add(value)
+
+
+def register_secrets_in(text: str | None) -> None:
+    """Register the user-info of every URL in ``text`` (whole, and its user and password apart).
+
+    Libraries quote parts of a URL on their own terms (botocore: ``Invalid
+    bucket name "AKIAX:Secret@bucket"``), where no ``scheme://`` is left to
+    recognise; so the credentials themselves are remembered and scrubbed.
+    """
+    for match in _URL_CREDENTIALS.finditer(text or ""):
+        userinfo = match.group("userinfo")
+        register_secret(userinfo)
+        register_secret(_unquote(userinfo))
+        for part in userinfo.split(":"):
+            for text in (part, _unquote(part)):
+                if len(text) >= _MIN_PART_CHARS:
+                    register_secret(text)
+
+
+def _unquote(text: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(text)
+
+
+def scrub(text: str) -> str:
+    """``text`` with URL user-info and every registered secret replaced by ``***``."""
+    out = _URL_CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{MASK}@", str(text))
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        if secret in out:
+            out = out.replace(secret, MASK)
+    return out
 
 
 def shorten(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
@@ -84,13 +131,13 @@ class RekkoError(Exception):
     """Base of every error rekko raises on purpose.
 
     Its text is one line of at most :data:`MAX_MESSAGE_CHARS` characters,
-    whatever a library or an input file put into it.
+    whatever a library or an input file put into it, without credentials (:func:`scrub`).
     """
 
     exit_code = 1
 
     def __str__(self) -> str:
-        return one_line(shorten(super().__str__(), MAX_MESSAGE_CHARS))
+        return one_line(shorten(scrub(super().__str__()), MAX_MESSAGE_CHARS))
 
     def __reduce__(self) -> tuple[object, ...]:
         """Pickle as built (message and attributes), not by calling ``__init__`` again.

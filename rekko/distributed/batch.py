@@ -59,6 +59,7 @@ import pyarrow.parquet as pq
 
 from rekko import progress
 from rekko.artifacts import ChunkTable, Manifest, read_manifest
+from rekko.collisions import check_artifact_reader_outputs
 from rekko.columns import Columns as C
 from rekko.distributed import MIN_PARTITION_ROWS, PARTITION_ROWS
 from rekko.exceptions import ArtifactError, ConfigError, RekkoError
@@ -352,8 +353,11 @@ def _wait_for_workers(client: Any, address: str) -> int:
     try:
         client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
     except (TimeoutError, OSError):
-        raise ConfigError(f"the Dask scheduler at {address} has no workers (waited {WORKER_WAIT_SECONDS:.0f} s); "
-                          "start some (`dask worker {address}`, or REKKO_MODE=worker in the image)") from None
+        from rekko.distributed.cluster import safe_address
+
+        shown = safe_address(address)
+        raise ConfigError(f"the Dask scheduler at {shown} has no workers (waited {WORKER_WAIT_SECONDS:.0f} s); "
+                          f"start some (`dask worker {shown}`, or REKKO_MODE=worker in the image)") from None
     return len(client.scheduler_info().get("workers", {}))
 
 
@@ -377,6 +381,7 @@ def recommend_all(client: Any, paths: ArtifactPaths, n: int, output: str | os.Pa
     kind = output_kind(output)
     paths = absolute_paths(paths)
     target = Path(os.path.abspath(output))
+    check_artifact_reader_outputs(paths, {"--output": target}, folders=["--output"] if kind == "dataset" else [])
     address = str(getattr(client, "scheduler", None) and client.scheduler.address)
     workers = _wait_for_workers(client, address)
     threads = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())

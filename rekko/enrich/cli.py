@@ -139,14 +139,15 @@ def settings_from_args(args: argparse.Namespace) -> EnrichSettings:
 def run(args: argparse.Namespace) -> int:
     """Run ``rekko enrich``; rekko errors propagate to the CLI, which maps them to exit codes."""
     settings = settings_from_args(args)  # ConfigError (exit 2) when the key is missing
-    movies = read_table(args.movies, what="movies metadata")
-    if C.TITLE not in movies.columns:
-        raise MissingColumnsError([C.TITLE], path=str(args.movies), available=movies.columns)
-    columns = [c for c in (C.TITLE, C.RELEASE_YEAR) if c in movies.columns]
     from rekko.enrich.cache import default_cache_path
     from rekko.enrich.runner import enrich_titles
 
     cache = args.cache or default_cache_path(args.ratings)
+    check_enrich_output(cache, args.movies, args.ratings)  # before reading anything
+    movies = read_table(args.movies, what="movies metadata")
+    if C.TITLE not in movies.columns:
+        raise MissingColumnsError([C.TITLE], path=str(args.movies), available=movies.columns)
+    columns = [c for c in (C.TITLE, C.RELEASE_YEAR) if c in movies.columns]
     with sigterm_as_interrupt():
         summary = enrich_titles(movies[columns], cache, settings, legacy_path=args.ratings, limit=args.limit)
     print(f"enrich: {summary}")
@@ -154,6 +155,16 @@ def run(args: argparse.Namespace) -> int:
     if summary.stopped == "daily_limit":  # also a 429 asking to wait longer than --retry-after-cap
         print(f"daily API limit reached: {summary.remaining} titles remain; run again when it resets")
     return 0
+
+
+def check_enrich_output(cache: Path, movies: Path, ratings: Path) -> None:
+    """The cache must not be written onto the movies or ratings file it reads, nor onto the default artifact set."""
+    from rekko.collisions import artifact_set_paths, check_outputs
+    from rekko.paths import ArtifactPaths
+
+    protected = {"the --movies input": str(movies), "the --ratings input": str(ratings),
+                 **artifact_set_paths(ArtifactPaths(), inputs=False)}
+    check_outputs({"the API cache (--cache)": cache}, protected, advice="give --cache another path")
 
 
 @contextlib.contextmanager

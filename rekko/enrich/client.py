@@ -36,6 +36,7 @@ from rekko.enrich.settings import ENV_KEY, ENV_URL, EnrichSettings, redact
 from rekko.enrich.transport import (
     CANCELLED,
     Aborted,
+    AmbiguousRedirect,
     Answer,
     BodyTooLarge,
     CrossOriginRedirect,
@@ -82,7 +83,8 @@ class DailyLimitReached(ApiStop):
 
 
 class ApiRedirectRefused(ApiStop):
-    """The API redirected to another origin; not followed, so the key stays with the configured one."""
+    """The API redirected to another origin, or to an address parsers read differently (a backslash,
+    credentials, ...); not followed, so the key stays with the configured one."""
 
     reason = "redirect_refused"
 
@@ -313,8 +315,9 @@ class ApiClient:
             return FetchResult(ERROR, error=str(exc), attempts=attempts)
         except CrossOriginRedirect as exc:
             self.stop.set()
+            where = "" if isinstance(exc, AmbiguousRedirect) else " (another origin)"
             raise ApiRedirectRefused(
-                f"{self.provider.name} answered {exc} (another origin); not followed so that the API key stays "
+                f"{self.provider.name} answered {exc}{where}; not followed so that the API key stays "
                 f"with {transport.origin_text(req.url)}. If the API has moved, set {ENV_URL} or --api-url "
                 "to its new address"
             ) from None

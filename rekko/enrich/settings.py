@@ -95,6 +95,12 @@ class EnrichSettings:
             raise ConfigError(f"unknown API provider {self.provider!r}; expected one of {', '.join(PROVIDERS)}")
         if self.base_url is not None and not self.base_url.startswith(("http://", "https://")):
             raise ConfigError(f"API URL must start with http:// or https://, got {self.base_url!r}")
+        if self.base_url is not None:
+            from rekko.enrich.transport import ambiguity
+
+            why = ambiguity(self.base_url)
+            if why is not None:  # the key would go wherever the HTTP client reads it, not where it seems to point
+                raise ConfigError(f"API URL is ambiguous ({why}): give a plain http(s)://host[:port]/path address")
         if self.rate_limit is not None and (not math.isfinite(self.rate_limit) or self.rate_limit < 0):
             raise ConfigError(f"rate limit must be a non-negative number of requests per second, got {self.rate_limit}")
         if self.rate_limit == 0:

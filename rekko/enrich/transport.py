@@ -13,14 +13,27 @@ Bodies are streamed and refused past a byte cap (by ``Content-Length`` first,
 then while reading, after decompression), so one answer cannot take the memory.
 
 Redirects are followed here, not by ``requests``: only to the configured origin
-(scheme, host, port; urllib3's notion of "same host"), and through the same
-deadline and cap. A redirect anywhere else is refused before any request is
-sent there, so no header of ours -- whatever its name -- can reach another host.
+(scheme, host, port), and through the same deadline and cap. A redirect anywhere
+else is refused before any request is sent there, so no header of ours --
+whatever its name -- can reach another host.
+
+Origins are compared as the request is sent, not as the standard library reads
+a URL: each hop is prepared by the session and its origin taken from that
+prepared URL with urllib3's own parser (:func:`request_origin`), and the request
+sent is that prepared one. ``urllib.parse`` and urllib3 disagree on some URLs
+(urllib3 ends the authority at a backslash, ``urlsplit`` does not, so
+``http://localhost:1\\@127.0.0.1:2/`` is 127.0.0.1:2 to one and localhost:1 to
+the other); a redirect whose target is ambiguous in any way -- a backslash, a
+blank, a control or non-ASCII character, credentials (``user@``), a
+percent-encoded host, an unparsable port, or parsers that disagree on the
+origin -- is refused outright (:class:`AmbiguousRedirect`), even towards the
+configured origin.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 import time
@@ -35,6 +48,9 @@ from requests.structures import CaseInsensitiveDict
 from urllib3 import poolmanager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util import parse_url
+
+from rekko.exceptions import shorten
 
 #: Statuses whose ``Location`` is followed (same origin only); all are re-asked with GET.
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -70,6 +86,20 @@ class CrossOriginRedirect(Exception):
         self.target = target
 
 
+class AmbiguousRedirect(CrossOriginRedirect):
+    """A redirect whose target parsers may read as different hosts; refused wherever it seems to point.
+
+    ``why`` says what made it ambiguous and, where they could be read, the origins
+    each parser saw -- never the path, query or credentials.
+    """
+
+    def __init__(self, status: int, why: str) -> None:
+        Exception.__init__(self, f"HTTP {status} redirect to an ambiguous address ({why})")
+        self.status = status
+        self.target = why
+        self.why = why
+
+
 class TooManyRedirects(Exception):
     """More than :data:`MAX_REDIRECTS` same-origin hops."""
 
@@ -88,17 +118,112 @@ class Answer:
         return self.body.decode("utf-8", errors="replace")
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+#: Anything but printable ASCII, and the backslash: a URL holding one is read differently by different parsers.
+_UNSAFE_CHAR = re.compile(r"[^\x21-\x7e]|\\")
+
+
+def request_origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) as urllib3 -- which opens the connection -- reads ``url``; default ports filled in.
+
+    The host is lowercased and an IPv6 literal keeps its brackets. Raises
+    ``ValueError`` (urllib3's ``LocationParseError``) for a URL urllib3 cannot parse.
+    """
+    parts = parse_url(url)
+    scheme = (parts.scheme or "").lower()
+    return scheme, (parts.host or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
 def origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) with the scheme's default port filled in, as browsers compare origins."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or {"http": 80, "https": 443}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), port
+    """The origin a request to ``url`` goes to (:func:`request_origin`)."""
+    return request_origin(url)
+
+
+def _text(o: tuple[str, str, int | None]) -> str:
+    scheme, host, port = o
+    return f"{scheme}://{host}:{port}" if port is not None else f"{scheme}://{host}"
 
 
 def origin_text(url: str) -> str:
-    scheme, host, port = origin(url)
-    return f"{scheme}://{host}:{port}" if port is not None else f"{scheme}://{host}"
+    """``scheme://host:port`` of ``url`` for messages: never credentials, path or query."""
+    try:
+        return _text(request_origin(url))
+    except ValueError:
+        return "an unparsable address"
+
+
+def _stdlib_origin(url: str) -> tuple[str, str, int | None]:
+    """The origin as ``urllib.parse`` reads ``url`` (the parser a careless check would use), for comparison."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # an IPv6 literal: urlsplit drops the brackets urllib3 keeps
+        host = f"[{host}]"
+    return scheme, host, parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+def _character(match: re.Match[str]) -> str:
+    ch = match.group()
+    if ch == "\\":
+        return "a backslash"
+    if ch == " ":
+        return "a blank"
+    if ord(ch) < 0x20 or ord(ch) == 0x7F:
+        return f"a control character (U+{ord(ch):04X})"
+    return f"a non-ASCII character (U+{ord(ch):04X})"
+
+
+def ambiguity(url: str, *, raw: str | None = None) -> str | None:
+    """Why ``url`` (absolute) could reach different hosts depending on who parses it; None if it is plain.
+
+    Plain means: printable ASCII without a backslash (checked on ``raw``, the
+    text as received, when given: joining a relative ``Location`` drops tabs),
+    no credentials, no ``%`` in the authority, a port that is a number, and the
+    same (scheme, host, port) whether read by ``urllib.parse``, by urllib3, or
+    from the URL ``requests`` prepares from it. The reason names the origins
+    each parser saw (host and port only, each cut to 200 characters).
+    """
+    views: dict[str, tuple[str, str, int | None] | None] = {}
+    for name, read in (("the HTTP client", request_origin), ("urllib.parse", _stdlib_origin)):
+        try:
+            views[name] = read(url)
+        except ValueError:
+            views[name] = None
+    seen = "; ".join(f"read as {shorten(_text(o))} by {name}" for name, o in views.items() if o is not None)
+
+    def why(reason: str) -> str:
+        return f"{reason}; {seen}" if seen else reason
+
+    bad = _UNSAFE_CHAR.search(url if raw is None else raw) or _UNSAFE_CHAR.search(url)
+    if bad is not None:
+        return why(_character(bad))
+    if None in views.values():
+        return why("a host or port that cannot be parsed")
+    try:
+        netloc = urlsplit(url).netloc
+        auth = parse_url(url).auth
+        prepared = request_origin(requests.Request("GET", url).prepare().url or "")
+    except (ValueError, requests.RequestException):
+        return why("an address the HTTP client cannot prepare")
+    if "@" in netloc or auth is not None:
+        return why("credentials (user@) in the address")
+    if "%" in netloc:
+        return why("a percent-encoded host")
+    if len(set(views.values()) | {prepared}) != 1:
+        return why("parsers disagree on the host")
+    return None
+
+
+def redirect_target(current: str, location: str, status: int) -> str:
+    """The absolute URL a ``Location`` asks for, or :class:`AmbiguousRedirect` if it is not plain (:func:`ambiguity`).
+
+    Whether its origin is the configured one is the caller's check.
+    """
+    target = urljoin(current, location)
+    reason = ambiguity(target, raw=location)
+    if reason is not None:
+        raise AmbiguousRedirect(status, reason)
+    return target
 
 
 class Guard:
@@ -322,23 +447,36 @@ def get(
 ) -> Answer:
     """GET ``url`` under ``guard``, following same-origin redirects; the whole answer, bounded.
 
+    Each hop's request is prepared first and its origin read from the prepared
+    URL (as urllib3 will connect); that prepared request is what is sent.
+
     Raises :class:`Aborted` (deadline passed or run stopping), :class:`BodyTooLarge`,
-    :class:`CrossOriginRedirect`, :class:`TooManyRedirects`, or what ``requests`` raises.
+    :class:`CrossOriginRedirect` (:class:`AmbiguousRedirect` for a target that can be
+    read two ways), :class:`TooManyRedirects`, or what ``requests`` raises.
     """
-    home = origin(url)
+    home: tuple[str, str, int | None] | None = None
     for _ in range(MAX_REDIRECTS + 1):
         guard.check()
         per_op = max(min(timeout, guard.remaining()), 0.001)
         try:
-            resp = session.get(url, params=params, headers=headers, timeout=per_op, stream=True, allow_redirects=False)
+            prepared = session.prepare_request(requests.Request("GET", url, params=params, headers=dict(headers)))
+            hop = request_origin(prepared.url or "")
+            if home is None:
+                home = hop
+            elif hop != home:  # belt and braces: redirect_target and the origin check below passed it
+                raise CrossOriginRedirect(0, _text(hop))
+            # the session's adapter, not Session.send: that also reads a redirect's Location with urllib.parse
+            # (for a next request never made here) and raises on some targets before redirect_target sees them
+            sent = session.merge_environment_settings(prepared.url, {}, True, None, None)
+            resp = session.get_adapter(prepared.url or "").send(prepared, timeout=per_op, **sent)
             with resp:
                 location = resp.headers.get("Location") if resp.status_code in REDIRECT_STATUSES else None
                 if location is None:
                     ok = 200 <= resp.status_code < 300
                     body, cut = read_body(resp, guard, max_body if ok else SNIPPET_BYTES, truncate=not ok)
                     return Answer(resp.status_code, CaseInsensitiveDict(resp.headers), body, cut)
-                target = urljoin(resp.url, location)
-                if origin(target) != home:
+                target = redirect_target(prepared.url or url, location, resp.status_code)
+                if request_origin(target) != home:
                     raise CrossOriginRedirect(resp.status_code, origin_text(target))
                 read_body(resp, guard, SNIPPET_BYTES, truncate=True)  # drained: the connection can be reused
         except (BodyTooLarge, CrossOriginRedirect):

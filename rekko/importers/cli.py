@@ -7,7 +7,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from rekko.columns import Columns as C
-from rekko.importers.movielens import DEFAULT_RUNTIME, RATINGS_FILES, import_movielens, write_import
+from rekko.importers.movielens import (
+    DEFAULT_RUNTIME,
+    RATINGS_FILES,
+    import_movielens,
+    import_paths,
+    source_files,
+    write_import,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -55,6 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run_movielens(args: argparse.Namespace) -> int:
     """Import, write, and print what was written with the counts."""
+    from rekko.collisions import check_outputs
+
+    outputs = import_paths(args.out, args.ratings_format)
+    check_outputs({f"--out's {path.name}": path for path in outputs.values()},
+                  {k: str(v) for k, v in source_files(args.directory, tmdb=args.tmdb, imdb=args.imdb).items()},
+                  advice="choose another --out folder")
     result = import_movielens(args.directory, tmdb=args.tmdb, imdb=args.imdb, default_runtime=args.default_runtime)
     if args.dates_only:
         result = replace(result, interactions=result.interactions.drop(columns=[C.DATETIME]))

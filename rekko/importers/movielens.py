@@ -431,18 +431,35 @@ def import_movielens(
     return ImportResult(interactions=interactions, movies=movies, ratings=ratings, stats=stats)
 
 
-def write_import(
-    result: ImportResult, out_dir: str | os.PathLike[str], *, ratings_format: str = "xlsx"
-) -> dict[str, Path]:
-    """Write the three files atomically into ``out_dir`` under the seed's names; return their paths."""
+def import_paths(out_dir: str | os.PathLike[str], ratings_format: str = "xlsx") -> dict[str, Path]:
+    """The three files an import writes into ``out_dir``, by what they hold."""
     if ratings_format not in RATINGS_FILES:
         raise ValueError(f"ratings_format must be one of {sorted(RATINGS_FILES)}, got {ratings_format!r}")
     out = Path(out_dir)
-    paths = {
+    return {
         "interactions": out / INTERACTIONS_FILE,
         "movies": out / MOVIES_FILE,
         "ratings": out / RATINGS_FILES[ratings_format],
     }
+
+
+def source_files(directory: str | os.PathLike[str], *, tmdb: str | os.PathLike[str] | None = None,
+                 imdb: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """Every file an import reads, by what it is (for the output checks)."""
+    d = Path(directory)
+    files = {f"the MovieLens {name}": d / name for name in ("ratings.csv", "movies.csv", "links.csv")}
+    if tmdb is not None:
+        files["the --tmdb file"] = Path(tmdb)
+    if imdb is not None:
+        files["the --imdb file"] = Path(imdb)
+    return files
+
+
+def write_import(
+    result: ImportResult, out_dir: str | os.PathLike[str], *, ratings_format: str = "xlsx"
+) -> dict[str, Path]:
+    """Write the three files atomically into ``out_dir`` under the seed's names; return their paths."""
+    paths = import_paths(out_dir, ratings_format)
     write_table(result.interactions, paths["interactions"])
     write_table(result.movies, paths["movies"])
     write_table(result.ratings, paths["ratings"])

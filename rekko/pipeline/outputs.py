@@ -8,10 +8,10 @@ manifest was gone. All of these are now usage errors (exit 2) found up front.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from rekko.collisions import check_outputs as check_collisions
 from rekko.exceptions import OutputPathError
 from rekko.io import TABLE_EXTENSIONS, check_writable_folder
 from rekko.paths import PipelinePaths
@@ -20,21 +20,12 @@ from rekko.paths import PipelinePaths
 _TABLE_OUTPUTS = ("movies_rd", "int_coef", "movies_upd", "interactions_upd")
 
 
-def same_file(a: Path, b: Path) -> bool:
-    """True when two paths name one file: equal once symlinks and ``..`` are resolved, or hard links of one inode."""
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist yet
-        return False
-
-
 def input_files(paths: PipelinePaths) -> dict[str, Path]:
-    """P1..P3, plus the movie-API cache the pipeline reads (and enrichment rewrites) beside P3 (URLs left out)."""
+    """P1..P3 (a file, a folder or a glob), plus the movie-API cache the pipeline reads (and enrichment rewrites)
+    beside P3; URLs left out. Keys are the roles as messages name them."""
     from rekko.pipeline.sources import is_url
 
-    files = {role: Path(p) for role, p in paths.inputs().items() if not is_url(p)}
+    files = {f"the {role} input": Path(p) for role, p in paths.inputs().items() if not is_url(p)}
     try:
         from rekko.enrich import default_cache_path
     except ImportError:  # built without the enrichment client
@@ -43,25 +34,14 @@ def input_files(paths: PipelinePaths) -> dict[str, Path]:
 
 
 def check_output_paths(paths: PipelinePaths) -> None:
-    """Refuse outputs that collide with each other or with an input, that are folders, or that have no table format."""
-    inputs = input_files(paths)
-    seen: dict[str, Path] = {}
-    for role, path in paths.outputs().items():
-        for other_role, other in seen.items():
-            if same_file(path, other):
-                raise OutputPathError(f"{role} and {other_role} are the same file ({path}): "
-                                      "each output needs its own path")
-        for input_role, source in inputs.items():
-            if same_file(path, source):
-                raise OutputPathError(f"{role} {path} is the {input_role} input: the pipeline would overwrite "
-                                      "what it reads; write the outputs somewhere else")
+    """Refuse outputs that collide with each other or with an input (:mod:`rekko.collisions`: same file, links,
+    inside an input folder, matching an input glob), that are folders, or that have no table format."""
+    outputs = paths.outputs()
+    check_collisions(outputs, {k: str(v) for k, v in input_files(paths).items()},
+                     advice="write the outputs somewhere else")
+    for role, path in outputs.items():
         if path.is_dir():
             raise OutputPathError(f"{role} {path} is a folder; expected a file path")
-        for input_role, source in inputs.items():
-            if source.is_dir() and path.resolve().is_relative_to(source.resolve()):
-                raise OutputPathError(f"{role} {path} is inside the {input_role} folder {source}: the next run "
-                                      "would read it as an input part; write the outputs somewhere else")
-        seen[role] = path
     for name in _TABLE_OUTPUTS:
         path = getattr(paths, name)
         if path.suffix.lower() not in TABLE_EXTENSIONS:

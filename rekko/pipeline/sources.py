@@ -42,8 +42,11 @@ _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
 
 def redact(text: str) -> str:
-    """``text`` without credentials: secret environment values and URL user-info replaced by ``***``."""
-    out = _USERINFO.sub(r"\g<scheme>***@", str(text))
+    """``text`` without credentials: secret environment values, URL user-info and the credentials met so far
+    (:func:`rekko.exceptions.scrub`) replaced by ``***``."""
+    from rekko.exceptions import scrub
+
+    out = scrub(_USERINFO.sub(r"\g<scheme>***@", str(text)))
     for name in SECRET_ENV:
         value = os.environ.get(name)
         if value and len(value) >= 4:

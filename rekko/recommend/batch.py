@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from rekko import progress
+from rekko.collisions import check_artifact_reader_outputs
 from rekko.paths import ArtifactPaths
 from rekko.recommend.batch_output import DatasetStage, output_kind, write_part
 
@@ -28,6 +29,7 @@ def recommend_all_local(paths: ArtifactPaths, n: int, output: str | os.PathLike[
     n = validate_n(n)
     kind = output_kind(output)
     target = Path(output)
+    check_artifact_reader_outputs(paths, {"--output": target}, folders=["--output"] if kind == "dataset" else [])
     stage = DatasetStage(target) if kind == "dataset" else None  # check the target before loading anything
     recommender = Recommender(load_artifacts(paths))
     users = len(recommender.artifacts.user_ids)

@@ -34,9 +34,14 @@ def format_recommendations(items: pd.DataFrame, fmt: str) -> str:
     return shown.to_string(index=False) + "\n"
 
 
+def pred_path(pred_dir: Path, user_id: int) -> Path:
+    """Where the seed's ``pred(<user>).csv`` goes."""
+    return Path(pred_dir) / f"pred({user_id}).csv"
+
+
 def write_pred_csv(items: pd.DataFrame, pred_dir: Path, user_id: int) -> Path:
     """The seed's ``pred/pred(<user>).csv``, written atomically."""
-    path = pred_dir / f"pred({user_id}).csv"
+    path = pred_path(pred_dir, user_id)
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         items.to_csv(fh, index=False)
     return path
