@@ -7,9 +7,10 @@ checks the manifest's sha256 first, then unpickles through an allow-list
 unpickler: a crafted pickle that names any other callable is refused before it
 runs.
 
-The manifest (``manifest.json`` beside ``cos_sim_md.pkl``) is written last and
-removed first, so a crash mid-write leaves no manifest rather than a manifest
-describing a mix of old and new files.
+The manifest (``manifest.json`` beside ``cos_sim_md.pkl``) is published last and
+never removed: a pipeline stages it with the artifacts and renames it over the
+old one after every artifact is in place (:func:`rekko.pipeline.run.write_result`),
+so there is always a manifest, and readers verify every byte against it.
 """
 
 from __future__ import annotations
@@ -310,8 +311,13 @@ def describe_file(path: Path, *, rows: int | None = None) -> dict[str, Any]:
     return info
 
 
-def write_manifest(manifest: Manifest, path: Path) -> None:
-    """Write the chunk table (for new entries) and then the manifest, each atomically."""
+def manifest_files(manifest: Manifest, path: Path) -> list[tuple[Path, bytes]]:
+    """The files a manifest consists of, in the order they must be published: the chunk table, then the manifest.
+
+    Fills the entries' ``chunks`` and the manifest's ``chunk_table`` from the
+    digests :func:`describe_file` left in new entries.
+    """
+    files: list[tuple[Path, bytes]] = []
     fresh = {role: e.pop("_digests") for role, e in manifest.artifacts.items() if "_digests" in e}
     if fresh:
         table = bytearray()
@@ -323,12 +329,18 @@ def write_manifest(manifest: Manifest, path: Path) -> None:
             entry["chunks"] = {"size": CHUNK_SIZE, "first": len(table) // 32, "count": len(digests) // 32}
             table += digests
         table_path = path.with_name(CHUNK_TABLE_NAME)
-        with atomic_open(table_path, "wb") as fh:
-            fh.write(bytes(table))
+        files.append((table_path, bytes(table)))
         manifest.chunk_table = {"path": str(table_path), "sha256": hashlib.sha256(table).hexdigest(),
                                 "bytes": len(table)}
-    with atomic_open(path, "w", encoding="utf-8") as fh:
-        fh.write(manifest.to_json())
+    files.append((path, manifest.to_json().encode("utf-8")))
+    return files
+
+
+def write_manifest(manifest: Manifest, path: Path) -> None:
+    """Write the chunk table (for new entries) and then the manifest, each atomically."""
+    for target, data in manifest_files(manifest, path):
+        with atomic_open(target, "wb") as fh:
+            fh.write(data)
 
 
 def read_manifest(path: Path) -> Manifest:

@@ -16,6 +16,8 @@ import errno
 import glob
 import hashlib
 import os
+import shutil
+import stat
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
@@ -406,6 +408,13 @@ class StagedFiles:
     leaving the ``with`` block removes whatever was not published. The same
     write-then-rename as :func:`atomic_path`, for a set of files: git's
     ``.lock`` files for refs work this way.
+
+    :meth:`publish` renames in staging order, so the file staged last (the
+    pipeline stages its manifest last) replaces its target last. Before the
+    first rename it checks that every rename can succeed
+    (:func:`check_replaceable`), flushes every staged file to disk and keeps a
+    hard link (or copy) of every old target; if any rename fails, the targets
+    already replaced get their old files back before the error propagates.
     """
 
     def __init__(self) -> None:
@@ -424,17 +433,45 @@ class StagedFiles:
         self._pending.append((target, tmp))
         return tmp
 
+    @property
+    def targets(self) -> list[Path]:
+        return [target for target, _ in self._pending]
+
     def publish(self) -> None:
-        """Flush every staged file to disk, then rename each over its target (each rename is atomic)."""
+        """Rename every staged file over its target, in staging order: all of them, or (on failure) none.
+
+        Nothing is touched until every staged file is on disk (fsync), every
+        target is known replaceable and every old target has a backup; a
+        failing rename puts the backups back (each rename is atomic), so a
+        reader of the old set finds it whole again.
+        """
+        check_replaceable(self.targets)
         mode = 0o666 & ~_current_umask()
         for _, tmp in self._pending:
-            _fsync_path(tmp)
             os.chmod(tmp, mode)
+            _fsync_path(tmp)
         folders = {target.parent for target, _ in self._pending}
-        while self._pending:
-            target, tmp = self._pending[0]
-            os.replace(tmp, target)
-            self._pending.pop(0)
+        backups: dict[Path, Path | None] = {}
+        try:
+            for target, _ in self._pending:
+                backups[target] = _backup(target)
+            for folder in folders:  # the backups' names reach the disk before any target changes
+                with contextlib.suppress(OSError):
+                    _fsync_path(folder, directory=True)
+            replaced: list[Path] = []
+            try:
+                for target, tmp in self._pending:
+                    os.replace(tmp, target)
+                    replaced.append(target)
+            except BaseException:
+                _restore(replaced, backups)
+                raise
+            self._pending.clear()
+        finally:
+            for backup in backups.values():
+                if backup is not None:
+                    with contextlib.suppress(OSError):
+                        backup.unlink()
         for folder in folders:
             with contextlib.suppress(OSError):  # not every filesystem can fsync a folder
                 _fsync_path(folder, directory=True)
@@ -444,6 +481,61 @@ class StagedFiles:
         for _, tmp in self._pending:
             tmp.unlink(missing_ok=True)
         self._pending.clear()
+
+
+def _backup(target: Path) -> Path | None:
+    """A second name for ``target``'s current file (hard link, else a copy), or None when there is no file."""
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputPathError(f"cannot replace {target}: it is not a regular file")
+    backup = _temp_beside(target)
+    backup.unlink()
+    try:
+        os.link(target, backup)
+    except OSError:  # no hard links here (or protected_hardlinks): a copy keeps the old bytes as well
+        shutil.copyfile(target, backup)
+        _fsync_path(backup)
+    return backup
+
+
+def _restore(replaced: list[Path], backups: dict[Path, Path | None]) -> None:
+    """Undo the renames of ``replaced``: each gets its backup back, or is removed if it did not exist before."""
+    for target in reversed(replaced):
+        backup = backups.get(target)
+        with contextlib.suppress(OSError):
+            if backup is None:
+                target.unlink()
+            else:
+                os.replace(backup, target)
+                backups[target] = None
+
+
+def check_replaceable(targets: Iterable[str | os.PathLike[str]]) -> None:
+    """Fail with :class:`OutputPathError` unless this process may rename a new file over each target.
+
+    Writable folders are not enough: in a sticky folder (mode 1777, like
+    ``/tmp`` or a shared ``data/``) a file may be replaced or removed only by
+    its owner, the folder's owner or root (``rename(2)``: EPERM). Checked for
+    every target before anything is touched, so such a run fails with the old
+    set intact, naming the file and its owner.
+    """
+    euid = os.geteuid()
+    if euid == 0:
+        return
+    for target in map(Path, targets):
+        try:
+            st = os.lstat(target)
+            folder = os.stat(target.parent)
+        except FileNotFoundError:
+            continue
+        if folder.st_mode & stat.S_ISVTX and st.st_uid != euid and folder.st_uid != euid:
+            raise OutputPathError(
+                f"cannot replace {target}: it belongs to uid {st.st_uid} and its folder {target.parent} is sticky "
+                f"(mode {stat.S_IMODE(folder.st_mode):o}, owner uid {folder.st_uid}), so uid {euid} may not "
+                "replace it; run as its owner, or move the old set away first")
 
 
 def check_writable_folder(folder: str | os.PathLike[str], *, what: str, create: bool) -> None:

@@ -84,6 +84,25 @@ def _acquire(fd: int, path: Path, timeout: float, what: str) -> None:
         "Let it finish (or stop it) and run again, or wait longer with --lock-timeout SECONDS")
 
 
+def writer_active(path: str | os.PathLike[str]) -> bool:
+    """True while some process holds the exclusive lock ``path`` (a pipeline writing the set); never waits."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def exclusive_lock(path: str | os.PathLike[str], *, timeout: float = DEFAULT_LOCK_TIMEOUT,
                    what: str = "these artifacts") -> Iterator[None]:

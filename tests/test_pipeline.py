@@ -87,10 +87,11 @@ def test_crash_while_staging_keeps_the_old_set_usable(tiny_dir, monkeypatch):
     assert not list(tiny_dir.rglob("*.tmp"))
 
 
-def test_crash_among_the_renames_leaves_no_manifest(tiny_dir, monkeypatch):
-    """Only a failure between the first and the last rename can mix two runs: then there is no manifest at all."""
+def test_crash_among_the_renames_puts_the_old_set_back(tiny_dir, monkeypatch):
+    """A failure between the first and the last rename: the renamed files get their old content back."""
     paths = paths_in(tiny_dir)
     run_pipeline(paths)
+    before = _artifact_bytes(paths)
     import rekko.io
 
     real_replace, calls = rekko.io.os.replace, []
@@ -105,8 +106,8 @@ def test_crash_among_the_renames_leaves_no_manifest(tiny_dir, monkeypatch):
     with pytest.raises(OSError, match="I/O error"):
         run_pipeline(paths)
     monkeypatch.undo()
-    # old manifest gone: recommend refuses the half-new set instead of mixing
-    assert not paths.manifest.exists()
+    assert _artifact_bytes(paths) == before
+    Recommender(load_artifacts(paths.artifacts())).recommend(1, 3)
     assert not list(tiny_dir.rglob("*.tmp"))
 
 

@@ -8,8 +8,9 @@ engine; the Dask engine (:mod:`rekko.distributed.pipeline`) reuses these
 stage functions and :func:`write_result`.
 
 The write phase (:func:`write_result`) holds the artifact set's lock: every
-artifact is staged beside its target, the old manifest is removed, the staged
-files are renamed into place, and the new manifest goes last.
+artifact, the chunk table and the manifest are staged beside their targets,
+then renamed into place with the manifest last; the old manifest is never
+removed, only replaced (see :func:`write_result`).
 """
 
 from __future__ import annotations
@@ -26,12 +27,20 @@ import numpy as np
 import pandas as pd
 
 from rekko import progress
-from rekko.artifacts import Manifest, TopKSimilarity, describe_file, topk_to_bytes, write_manifest
+from rekko.artifacts import Manifest, TopKSimilarity, describe_file, manifest_files, topk_to_bytes
 from rekko.columns import LIST_COLUMNS
 from rekko.columns import Columns as C
 from rekko.config import PipelineConfig
 from rekko.exceptions import ArtifactError, DataValidationError
-from rekko.io import StagedFiles, remove_stale_temp_files, sha256_file, table_format, write_frame, write_frames
+from rekko.io import (
+    StagedFiles,
+    check_replaceable,
+    remove_stale_temp_files,
+    sha256_file,
+    table_format,
+    write_frame,
+    write_frames,
+)
 from rekko.locking import DEFAULT_LOCK_TIMEOUT, exclusive_lock
 from rekko.paths import PipelinePaths
 from rekko.pipeline import sources
@@ -281,16 +290,24 @@ def _stage_artifacts(result: PipelineResult, paths: PipelinePaths, staged: Stage
 def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineConfig,
                  inputs: dict[str, dict[str, Any]], *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
                  engine: str = "local", expect_manifest: bytes | None = None) -> Manifest:
-    """Write P4..P9, cos_sim_cf.pkl and the manifest as one set.
+    """Write P4..P9, cos_sim_cf.pkl and the manifest as one set; the old set stays servable until then.
 
-    Before anything is removed: the paths must not collide and every output
-    folder must take a new file (else exit 2, old set intact). Then, holding
-    the set's lock (:mod:`rekko.locking`): temporary files of interrupted runs
-    are removed, every artifact is staged beside its target, the old manifest
-    is removed, the staged files are renamed into place, and the manifest is
-    written last. A failure while staging (disk full, a kill) leaves the old
-    set and its manifest as they were; only a failure among the renames
-    leaves no manifest, which readers refuse rather than mix two runs.
+    Before anything is touched: the paths must not collide, every output
+    folder must take a new file, and every existing output must be one this
+    uid may replace (a sticky folder lets only a file's owner, the folder's
+    owner or root rename over it): else exit 2 with the old set intact.
+    Then, holding the set's lock (:mod:`rekko.locking`): temporary files of
+    interrupted runs are removed, every artifact, the chunk table and the new
+    manifest are staged beside their targets and flushed to disk, and only
+    then renamed into place (:meth:`rekko.io.StagedFiles.publish`), the
+    manifest last. The old manifest is never removed, only replaced by one
+    atomic rename, so there is always a manifest, and it is the old one until
+    every new artifact is in place. A failure (or kill) while staging or
+    flushing leaves the old set untouched; a failing rename puts the old
+    files back before the error propagates. Readers verify every byte against
+    the manifest they read, so one that overlaps the few renames sees a
+    mismatch and loads again (:func:`rekko.recommend.load_artifacts`; the
+    server keeps its loaded set and reloads on the next change).
     Long tables may come as :class:`StreamedTable` s (the Dask engine): they
     are streamed into their staged files here, under the same lock.
     ``expect_manifest``: the manifest's bytes the caller built ``result``
@@ -299,6 +316,7 @@ def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineC
     """
     check_output_paths(paths)
     check_output_folders(paths, create=True)
+    check_replaceable(p for p in paths.outputs().values() if p != paths.lock)
     with exclusive_lock(paths.lock, timeout=lock_timeout, what=f"the artifact set of {paths.manifest}"):
         if expect_manifest is not None and _read_or_none(paths.manifest) != expect_manifest:
             raise ArtifactError(f"{paths.manifest} changed while this run read it (another pipeline or tune "
@@ -315,9 +333,9 @@ def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineC
                 artifacts=_stage_artifacts(result, paths, staged),
                 engine=engine,
             )
-            paths.manifest.unlink(missing_ok=True)
+            for target, data in manifest_files(manifest, paths.manifest):  # the manifest is staged last
+                staged.stage(target).write_bytes(data)
             staged.publish()
-        write_manifest(manifest, paths.manifest)
     return manifest
 
 

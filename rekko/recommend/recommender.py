@@ -10,6 +10,8 @@ components are the score's parts.
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +35,7 @@ from rekko.artifacts import (
 from rekko.columns import Columns as C
 from rekko.config import BlendWeights
 from rekko.exceptions import ArtifactError, ConfigError
+from rekko.locking import writer_active
 from rekko.paths import ArtifactPaths
 from rekko.recommend import kernel
 from rekko.recommend.kernel import SIM_KINDS, History, RankedBlock
@@ -40,6 +43,10 @@ from rekko.recommend.kernel import SIM_KINDS, History, RankedBlock
 log = logging.getLogger(__name__)
 
 _SIM_COLUMN = {"md": C.SIM_MD, "desc": C.SIM_DESC, "cf": C.SIM_CF}
+
+#: Loads of an artifact set tried while a pipeline is publishing it (each after LOAD_RETRY_WAIT seconds).
+LOAD_ATTEMPTS = 5
+LOAD_RETRY_WAIT = 0.2
 
 #: Users ranked per kernel call in batch, at most; fewer when n is large (see BATCH_BLOCK_BYTES).
 BATCH_BLOCK = 65_536
@@ -218,8 +225,38 @@ def load_artifacts(
     read is checked chunk by chunk against the manifest's chunk table (see
     :class:`rekko.artifacts.VerifiedFile`), so the cost follows the user, not
     the catalogue. ``int_coef`` is not needed to rank and is not read.
+
+    A pipeline publishes a set by renaming its files over the old ones, the
+    manifest last: a load that overlaps those renames reads files that do not
+    match the manifest it read. Such a load is tried again (up to
+    ``LOAD_ATTEMPTS`` times) while the manifest changed under it or a writer
+    holds the set's lock; a set that is simply broken fails at once.
     """
     manifest_path = manifest_path or paths.manifest
+    attempt = 1
+    while True:
+        seen = _identity(manifest_path)
+        try:
+            return _load_once(paths, manifest_path, user_ids)
+        except ArtifactError as exc:
+            # a pipeline renaming its files into place: the manifest changes (or the set's lock is held)
+            # while its files hash to the other run's digests; load the set again once it is whole
+            if attempt >= LOAD_ATTEMPTS or (_identity(manifest_path) == seen and not writer_active(paths.lock)):
+                raise
+            log.info("artifacts changed while loading (%s); loading again", exc)
+            attempt += 1
+            time.sleep(LOAD_RETRY_WAIT)
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _load_once(paths: ArtifactPaths, manifest_path: Path, user_ids: list[int] | None) -> Artifacts:
     manifest = read_manifest(manifest_path)
     sim_paths = _sim_paths(paths, manifest)
     if user_ids is not None and _supports_partial(manifest, sim_paths):
