@@ -42,6 +42,71 @@ DETAIL_COLUMNS = (
 )
 
 
+#: The type each detail column is served as (the ``Movie`` schema): inputs may hold other types,
+#: e.g. MovieLens imported with ``age_rating`` as integers, and every input the pipeline accepts is served.
+_TEXT_COLUMNS = (C.TITLE, C.ENTITY_TYPE, C.AGE_RATING, C.DESCRIPTION)
+_LIST_COLUMNS = (C.GENRES, C.DIRECTOR, C.ACTORS, C.COUNTRY)
+_FLOAT_COLUMNS = (C.DURATION, C.RATING, C.MEAN_WATCH_RATIO, C.POPULARITY, C.MOVIE_SCORE)
+_INT_COLUMNS = (C.RELEASE_YEAR, C.N_USERS)
+
+
+def _text(value: Any) -> str | None:
+    value = json_value(value)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # 16.0 (an integer column with gaps) is "16"
+    if isinstance(value, list):
+        return ", ".join(t for t in map(_text, value) if t is not None)
+    return str(value)
+
+
+def _text_list(value: Any) -> list[str] | None:
+    value = json_value(value)
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    return [t for t in map(_text, items) if t is not None]
+
+
+def _number(value: Any, kind: type) -> float | int | None:
+    value = json_value(value)
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(number):
+        return None
+    if kind is int:
+        return int(number) if number.is_integer() and abs(number) < 2**63 else None
+    return number
+
+
+def served_types(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each detail column as the type the API serves (text, list of text, number; None if missing).
+
+    A value that cannot be that type (a year that is not an integer) is served as missing, not as an error.
+    """
+    out = frame.copy()
+    for col in out.columns:
+        if col in _TEXT_COLUMNS:
+            convert = _text
+        elif col in _LIST_COLUMNS:
+            convert = _text_list
+        elif col in _FLOAT_COLUMNS:
+            def convert(v: Any) -> float | int | None:
+                return _number(v, float)
+        elif col in _INT_COLUMNS:
+            def convert(v: Any) -> float | int | None:
+                return _number(v, int)
+        else:
+            continue
+        out[col] = pd.Series([convert(v) for v in out[col].tolist()], index=out.index, dtype=object)
+    return out
+
+
 @dataclass(frozen=True)
 class MovieCatalog:
     """Per-movie metadata aligned to the recommender's movie order (row i = movie i)."""
@@ -88,4 +153,4 @@ def read_catalog(path: Path, manifest: Manifest, movie_ids: np.ndarray) -> Movie
     ids = frame[C.MOVIE].astype(str).to_numpy()
     if len(ids) != len(movie_ids) or not np.array_equal(ids, np.asarray(movie_ids, dtype=str)):
         raise ArtifactError(f"{path}: the movies artifact lists other movies than the similarity artifacts")
-    return MovieCatalog(frame.reset_index(drop=True))
+    return MovieCatalog(served_types(frame.reset_index(drop=True)))

@@ -82,7 +82,9 @@ def _save_csr(folder: Path, name: str, m: sp.csr_matrix) -> None:
 def _load_csr(folder: Path, name: str, shape: tuple[int, int]) -> sp.csr_matrix:
     parts = [np.load(folder / f"{name}.{p}.npy", mmap_mode="r") for p in ("data", "indices", "indptr")]
     m = sp.csr_matrix(tuple(parts), shape=shape, copy=False)
-    if not all(np.shares_memory(a, b) for a, b in zip((m.data, m.indices, m.indptr), parts, strict=True)):
+    # an empty array (no pairs at all: a set without descriptions has an empty sim_desc) has no bytes to copy
+    if not all(b.size == 0 or np.shares_memory(a, b)
+               for a, b in zip((m.data, m.indices, m.indptr), parts, strict=True)):
         raise ArtifactError(f"{folder}: {name} could not be mapped without a copy")
     return m
 
