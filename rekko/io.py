@@ -16,6 +16,7 @@ import errno
 import glob
 import hashlib
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -39,6 +40,53 @@ XLSX_MAX_TOTAL = 1 << 30  # 1 GiB
 XLSX_MAX_RATIO = 100
 XLSX_RATIO_GRACE = 100 * 1024
 _CHUNK = 1 << 20
+
+#: A csv cell beginning with one of these is a formula to a spreadsheet (OWASP "CSV injection"):
+#: rekko writes such a text cell with a single quote in front, and reads it back without that quote.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_TRIGGER_PATTERN = r"^[=+\-@\t\r]"
+_NEUTRALISED_PATTERN = r"^'[=+\-@\t\r]"
+
+
+def _text_columns(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if df[c].dtype == object or pd.api.types.is_string_dtype(df[c].dtype)
+            or (isinstance(df[c].dtype, pd.CategoricalDtype) and (df[c].cat.categories.dtype == object or
+                                                                   pd.api.types.is_string_dtype(df[c].cat.categories)))]
+
+
+def _map_text(df: pd.DataFrame, pattern: str, change: object) -> pd.DataFrame:
+    """``df`` with ``change`` applied to every text cell matching ``pattern`` (a copy only when one matches)."""
+    out = df
+    for col in _text_columns(df):
+        series = df[col]
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            cats = pd.Series(series.cat.categories)
+            hit = cats.map(lambda v: isinstance(v, str) and re.match(pattern, v) is not None).astype(bool)
+            if hit.any():
+                out = out.copy() if out is df else out
+                out[col] = series.cat.rename_categories(cats.where(~hit, cats[hit].map(change)).tolist())
+            continue
+        try:  # non-text cells (numbers, lists in an object column) answer NaN here: not a hit
+            hit = series.str.match(pattern, na=False).astype(bool)
+        except AttributeError:  # no text at all in the column
+            continue
+        if hit.any():
+            out = out.copy() if out is df else out
+            out[col] = series.where(~hit, series[hit].map(change))
+    return out
+
+
+def neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` for a csv file: every text cell that begins with ``= + - @``, tab or CR gets a ``'`` in front.
+
+    Only text cells: a negative number in a numeric column is a number, not a formula, and stays as is.
+    """
+    return _map_text(df, _TRIGGER_PATTERN, lambda v: "'" + v)
+
+
+def restore_formulas(df: pd.DataFrame) -> pd.DataFrame:
+    """The inverse of :func:`neutralise_formulas` for a csv rekko reads: ``'=x`` is ``=x`` again."""
+    return _map_text(df, _NEUTRALISED_PATTERN, lambda v: v[1:])
 
 
 def read_table(path: str | os.PathLike[str], *, what: str = "table",
@@ -64,7 +112,7 @@ def read_table(path: str | os.PathLike[str], *, what: str = "table",
         if ext in (".parquet", ".pq"):
             return _read_parquet_input(p, categorical)
         if ext == ".csv":
-            return pd.read_csv(p)
+            return restore_formulas(pd.read_csv(p))
         check_xlsx_archive(p, what=what)
         return _read_xlsx(p)
     except InputFileError:
@@ -257,7 +305,7 @@ def write_frame(df: pd.DataFrame, path: str | os.PathLike[str], *, fmt: str,
         else:
             _write_parquet_compact_dictionaries(df, path, row_group_size)
     elif fmt == ".csv":
-        df.to_csv(path, index=False)
+        neutralise_formulas(df).to_csv(path, index=False)
     elif fmt == ".xlsx":
         df.to_excel(path, index=False, engine="openpyxl")
     else:
@@ -383,7 +431,7 @@ def write_frames(frames: Iterable[pd.DataFrame], path: str | os.PathLike[str], *
     if fmt == ".csv":
         rows = 0
         for i, df in enumerate(frames):
-            df.to_csv(path, index=False, mode="w" if i == 0 else "a", header=i == 0)
+            neutralise_formulas(df).to_csv(path, index=False, mode="w" if i == 0 else "a", header=i == 0)
             rows += len(df)
         return rows
     raise InputFileError(f"{path}: a streamed table is written as parquet or csv, not '{fmt}'")

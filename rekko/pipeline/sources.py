@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from rekko.exceptions import InputFileError, shorten
-from rekko.io import read_table, sha256_file
+from rekko.io import read_table, restore_formulas, sha256_file
 
 #: File name endings read as interaction parts when a folder or a prefix is given.
 PART_EXTENSIONS = (".parquet", ".pq")
@@ -186,7 +186,7 @@ def read_part(part: Part, *, categorical: tuple[str, ...] = ()) -> pd.DataFrame:
     try:
         with fs.open(path, "rb") as fh:
             if part.extension == ".csv":
-                return pd.read_csv(fh)
+                return restore_formulas(pd.read_csv(fh))
             import pyarrow.parquet as pq
 
             read_dictionary = list(categorical) if categorical else None

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from rekko.columns import Columns as C
 from rekko.exceptions import ConfigError
-from rekko.io import atomic_open, atomic_path
+from rekko.io import atomic_open, atomic_path, neutralise_formulas
 from rekko.recommend.batch_output import BATCH_SCHEMA
 
 BATCH_FORMATS = (".parquet", ".pq", ".csv")
@@ -23,7 +23,7 @@ BATCH_FORMATS = (".parquet", ".pq", ".csv")
 def format_recommendations(items: pd.DataFrame, fmt: str) -> str:
     """One user's list as ``table`` (for a terminal), ``csv`` or ``json``."""
     if fmt == "csv":
-        return items.to_csv(index=False)
+        return neutralise_formulas(items).to_csv(index=False)
     if fmt == "json":
         return items.to_json(orient="records", force_ascii=False, indent=2) + "\n"
     shown = items.copy()
@@ -43,7 +43,7 @@ def write_pred_csv(items: pd.DataFrame, pred_dir: Path, user_id: int) -> Path:
     """The seed's ``pred/pred(<user>).csv``, written atomically."""
     path = pred_path(pred_dir, user_id)
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
-        items.to_csv(fh, index=False)
+        neutralise_formulas(items).to_csv(fh, index=False)
     return path
 
 
@@ -63,7 +63,7 @@ def write_batch(blocks: Iterable[pd.DataFrame], path: Path) -> tuple[int, int]:
             with open(tmp, "w", encoding="utf-8", newline="") as fh:
                 header = True
                 for block in blocks:
-                    block.to_csv(fh, index=False, header=header)
+                    neutralise_formulas(block).to_csv(fh, index=False, header=header)
                     header = False
                     rows, users = rows + len(block), users + block[C.USER].nunique()
                 if header:
