@@ -30,6 +30,8 @@ from rekko.evaluation import cli as evaluation_cli
 from rekko.exceptions import (
     ConfigError,
     RekkoError,
+    printable,
+    printable_json,
     quote,
     register_secret,
     register_secrets_in,
@@ -131,7 +133,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     join = counts["ratings_join"]
     print(f"ratings: {join['with_rating']} movies with a rating, {join['with_description']} with a description")
     print(auto.describe(manifest.parameters.get("tuned"), result.timings.get("tuning")))
-    print(f"wrote {len(manifest.artifacts)} artifacts and {paths.manifest} in {sum(result.timings.values()):.2f} s")
+    print(f"wrote {len(manifest.artifacts)} artifacts and {printable(paths.manifest)} in {sum(result.timings.values()):.2f} s")
     return 0
 
 
@@ -163,7 +165,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
             from rekko.recommend.batch import recommend_all_local
 
             rows, users, kind = recommend_all_local(artifact_paths(args), args.n, args.output)
-        print(f"wrote {rows} recommendations for {users} users to {args.output}"
+        print(f"wrote {rows} recommendations for {users} users to {printable(args.output)}"
               f"{' (a parquet dataset folder)' if kind == 'dataset' else ''} with the {engine} engine "
               f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         return 0
@@ -184,10 +186,13 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         print(f"Top {len(items)} movies for user {recs.user_id} ({label})")
         print(format_recommendations(recs.items, "table"), end="")
     else:
-        sys.stdout.write(format_recommendations(items, args.format))
+        text = format_recommendations(items, args.format)
+        if sys.stdout.isatty():  # exact bytes for a pipe or a file; nothing a terminal would act on
+            text = printable_json(text) if args.format == "json" else printable(text)
+        sys.stdout.write(text)
     if not args.no_pred:
         path = write_pred_csv(items, args.pred_dir, recs.user_id)
-        print(f"saved {path}", file=sys.stderr)
+        print(f"saved {printable(path)}", file=sys.stderr)
     return 0
 
 
@@ -286,7 +291,7 @@ class _ScrubFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a record whose arguments do not format: leave it to logging
             return True
-        record.msg, record.args = scrub(message), None
+        record.msg, record.args = printable(scrub(message)), None
         return True
 
 
@@ -329,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_evaluation_outputs(args)
         return int(args.handler(args) or 0)
     except RekkoError as exc:
-        print(f"rekko: error: {exc}", file=sys.stderr)
+        print(f"rekko: error: {printable(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("rekko: interrupted", file=sys.stderr)
@@ -339,7 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place unexpected errors are reported
         if args.debug:
             raise
-        print(f"rekko: unexpected error: {type(exc).__name__}: {scrub(str(exc))} (rerun with --debug for the "
+        print(f"rekko: unexpected error: {type(exc).__name__}: {printable(scrub(str(exc)))} (rerun with --debug for the "
               "traceback)", file=sys.stderr)
         return 1
 

@@ -77,6 +77,27 @@ def shorten(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
     return f"{text[:limit]}… ({len(text):,} characters)"
 
 
+#: Characters a terminal may act on rather than show: C0 controls but line feed, DEL, C1 controls
+#: (ESC [ 2 J clears the screen, ESC ] 0 ; ... BEL retitles the window), and the bidirectional
+#: overrides and isolates that make text read differently from its bytes ("Trojan Source").
+_TERMINAL_UNSAFE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print to a terminal: control characters shown as ``\\x1b``-style escapes, line feeds kept."""
+    return _TERMINAL_UNSAFE.sub(_escape_char, str(text))
+
+
+def printable_json(text: str) -> str:
+    """JSON text safe for a terminal and still valid JSON: controls that ``json`` leaves raw as ``\\u`` escapes."""
+    return _TERMINAL_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
 def one_line(text: str) -> str:
     """Line breaks (with the blanks around them) folded into single spaces: one message, one log line."""
     return _LINE_BREAKS.sub(" ", text)

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rekko.columns import Columns as C
-from rekko.exceptions import ConfigError
+from rekko.exceptions import ConfigError, printable
 from rekko.io import atomic_open, atomic_path, neutralise_formulas
 from rekko.recommend.batch_output import BATCH_SCHEMA
 
@@ -31,7 +31,10 @@ def format_recommendations(items: pd.DataFrame, fmt: str) -> str:
         if pd.api.types.is_float_dtype(shown[col]):
             shown[col] = shown[col].map(lambda v: f"{v:.4f}")
     shown = shown.drop(columns=[C.BASED_ON], errors="ignore").fillna("—")
-    return shown.to_string(index=False) + "\n"
+    # for a terminal: a title's control characters (ESC [ 2 J, ESC ] 0 ; ... BEL, NUL) shown, not obeyed
+    shown = shown.map(lambda v: printable(v) if isinstance(v, str) else v)
+    shown.columns = [printable(c) for c in shown.columns]
+    return printable(shown.to_string(index=False)) + "\n"
 
 
 def pred_path(pred_dir: Path, user_id: int) -> Path:
