@@ -244,6 +244,13 @@ def prepare_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame,
         read_counts = client.gather([client.submit(operator.getitem, f, 1) for f in read])
         frames = [client.submit(operator.getitem, f, 0) for f in read]
         rows = sum(c["rows"] for c in read_counts)
+        empty = [part.name for part, c in zip(parts, read_counts, strict=True) if c["rows"] == 0]
+        if len(empty) == len(parts):
+            raise DataValidationError(f"no interactions: all {len(parts)} parts have no rows", path=source)
+        if empty:
+            log.warning("skipped %d of %d interaction parts with no rows: %s", len(empty), len(parts),
+                        ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else ""))
+        counts["interaction_parts_empty"] = len(empty)
         dropped = sum(c["dropped"] for c in read_counts)
         counts["interaction_rows"] = rows
         if dropped:

@@ -242,10 +242,15 @@ def user_id_column(df: pd.DataFrame, column: str, path: str | Path) -> np.ndarra
     return np.asarray(parsed, dtype=np.int64)[codes]
 
 
-def validate_interactions(raw: pd.DataFrame, path: str | Path = "interactions") -> pd.DataFrame:
-    """Canonical interactions frame from a raw one (``raw`` is not modified)."""
+def validate_interactions(raw: pd.DataFrame, path: str | Path = "interactions", *,
+                          allow_empty: bool = False) -> pd.DataFrame:
+    """Canonical interactions frame from a raw one (``raw`` is not modified).
+
+    No rows is an error, unless ``allow_empty`` (one part of a partitioned input: Spark and Dask write
+    empty parts for empty partitions); the columns are required either way.
+    """
     require_columns(raw, INTERACTIONS_REQUIRED, path)
-    if raw.empty:
+    if raw.empty and not allow_empty:
         raise DataValidationError("no interactions: the file has no rows", path=str(path))
     user = user_id_column(raw, C.USER, path)
     minutes = numeric_column(raw, C.WATCHED_MINUTES, path, allow_missing=False).to_numpy()
@@ -326,7 +331,15 @@ def load_interactions(path: str | Path) -> pd.DataFrame:
     """
     if not is_url(path) and Path(path).is_file():
         return validate_interactions(read_table(path, what="interactions", categorical=(C.MOVIE,)), path)
-    frames = [load_part(part) for part in resolve_parts(path)]
+    parts = resolve_parts(path)
+    frames = [load_part(part) for part in parts]
+    empty = [part.name for part, frame in zip(parts, frames, strict=True) if frame.empty]
+    if len(empty) == len(parts):
+        raise DataValidationError(f"no interactions: all {len(parts)} parts have no rows", path=str(path))
+    if empty:
+        log.warning("skipped %d of %d interaction parts with no rows: %s", len(empty), len(parts),
+                    ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else ""))
+        frames = [frame for frame in frames if not frame.empty]
     out = concat_validated(frames)
     del frames
     if len(out) and float(out[C.WATCHED_MINUTES].sum()) >= _SAFE_MINUTES_TOTAL:  # sums across parts, as in one file
@@ -349,8 +362,8 @@ def load_ratings(path: str | Path, extra: pd.DataFrame | None = None) -> pd.Data
 
 
 def load_part(part: Part) -> pd.DataFrame:
-    """Read and validate one part: the canonical interactions frame, errors naming the part."""
-    return validate_interactions(read_part(part, categorical=(C.MOVIE,)), part.name)
+    """Read and validate one part: the canonical interactions frame (possibly empty), errors naming the part."""
+    return validate_interactions(read_part(part, categorical=(C.MOVIE,)), part.name, allow_empty=True)
 
 
 def concat_validated(frames: list[pd.DataFrame]) -> pd.DataFrame:
