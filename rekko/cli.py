@@ -143,6 +143,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     from rekko.recommend.present import format_recommendations, pred_path, write_pred_csv
 
     engine = engine_from_args(args)  # a bad $REKKO_ENGINE is an error even where one user needs no cluster
+    if args.all_users and args.user_id is not None:
+        raise ConfigError(f"--user-id {args.user_id} and --all-users ask for different things: give one of them")
+    if args.output and not args.all_users:
+        raise ConfigError("--output is for --all-users (one user's list goes to stdout and pred/pred(<user>).csv)")
     if args.all_users:
         if not args.output:
             raise ConfigError("--all-users needs --output: a file (.parquet or .csv) or a folder (recs/)")
