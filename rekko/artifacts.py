@@ -30,11 +30,13 @@ import scipy.sparse as sp
 
 from rekko import __version__
 from rekko.config import PipelineConfig
-from rekko.exceptions import ArtifactError, ConfigError, UnsafePickleError
-from rekko.io import atomic_open
+from rekko.exceptions import ArtifactError, ConfigError, InputFileError, UnsafePickleError
+from rekko.io import atomic_open, read_regular_file
 from rekko.paths import CHUNK_TABLE_NAME
 
 SCHEMA_VERSION = 1
+#: Largest manifest a reader reads (a real one is kilobytes; the cap keeps a hostile one from using all memory).
+MAX_MANIFEST_BYTES = 64 * 2**20
 TOPK_FORMAT = "rekko.topk-similarity/1"
 
 #: (module, name) pairs a similarity pickle may reference: numpy's array rebuilders only.
@@ -175,6 +177,8 @@ class Manifest:
             raw = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ArtifactError(f"{source}: manifest is not valid JSON ({exc})") from exc
+        except RecursionError:
+            raise ArtifactError(f"{source}: manifest nests too deeply to be one rekko writes") from None
         if not isinstance(raw, dict):
             raise ArtifactError(f"{source}: manifest is not a JSON object")
         version = raw.get("schema_version")
@@ -343,11 +347,20 @@ def write_manifest(manifest: Manifest, path: Path) -> None:
             fh.write(data)
 
 
-def read_manifest(path: Path) -> Manifest:
-    if not path.exists():
-        raise ArtifactError(f"{path}: manifest not found (no finished pipeline run writes here)")
+def read_manifest_bytes(path: Path) -> bytes:
+    """The manifest's bytes: a regular file of at most :data:`MAX_MANIFEST_BYTES` (not a FIFO, device or folder)."""
     try:
-        text = path.read_bytes().decode("utf-8")
+        return read_regular_file(path, limit=MAX_MANIFEST_BYTES, what="manifest")
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: manifest not found (no finished pipeline run writes here)") from None
+    except InputFileError as exc:
+        raise ArtifactError(str(exc)) from None
+
+
+def read_manifest(path: Path) -> Manifest:
+    data = read_manifest_bytes(path)
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ArtifactError(f"{path}: manifest is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return Manifest.from_json(text, source=str(path))
@@ -385,9 +398,11 @@ class ChunkTable:
             raise ArtifactError(f"{manifest_path}: the manifest has no chunk table (written by an older rekko)")
         path = manifest_path.with_name(CHUNK_TABLE_NAME)
         try:
-            data = path.read_bytes()
+            data = read_regular_file(path, limit=int(table["bytes"]), what="chunk table")
         except FileNotFoundError:
             raise ArtifactError(f"{path}: chunk table not found") from None
+        except InputFileError as exc:
+            raise ArtifactError(str(exc)) from None
         _compare(path, "chunk table", hashlib.sha256(data).hexdigest(), table["sha256"])
         self.data = data
         self.manifest = manifest

@@ -205,6 +205,47 @@ def _read_xlsx(path: Path) -> pd.DataFrame:
         return pd.read_excel(path, engine="openpyxl")
 
 
+def read_regular_file(path: str | os.PathLike[str], *, limit: int, what: str = "file") -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes, else :class:`InputFileError`.
+
+    Opened without blocking and checked on the open descriptor: a FIFO (which
+    would block a reader forever), a device such as ``/dev/zero`` (endless), a
+    folder, or a file swapped for one of them after a check are all refused,
+    and no more than ``limit`` + 1 bytes are ever read.
+    """
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise InputFileError(f"{p}: cannot read the {what}: {exc.strerror or type(exc).__name__}") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputFileError(f"{p}: the {what} is not a regular file ({_file_kind(st.st_mode)}); refusing to read it")
+        if st.st_size > limit:
+            raise InputFileError(f"{p}: the {what} is {st.st_size:,} bytes, more than the {limit:,} it may be")
+        chunks, size = [], 0
+        while size <= limit and (block := os.read(fd, min(_CHUNK, limit + 1 - size))):
+            chunks.append(block)
+            size += len(block)
+        data = b"".join(chunks)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise InputFileError(f"{p}: the {what} is more than {limit:,} bytes long")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()

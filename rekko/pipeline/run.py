@@ -27,7 +27,14 @@ import numpy as np
 import pandas as pd
 
 from rekko import progress
-from rekko.artifacts import Manifest, TopKSimilarity, describe_file, manifest_files, topk_to_bytes
+from rekko.artifacts import (
+    Manifest,
+    TopKSimilarity,
+    describe_file,
+    manifest_files,
+    read_manifest_bytes,
+    topk_to_bytes,
+)
 from rekko.columns import LIST_COLUMNS
 from rekko.columns import Columns as C
 from rekko.config import PipelineConfig
@@ -341,8 +348,8 @@ def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineC
 
 def _read_or_none(path: Path) -> bytes | None:
     try:
-        return path.read_bytes()
-    except OSError:
+        return read_manifest_bytes(path)
+    except (ArtifactError, OSError):
         return None
 
 

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-from rekko.artifacts import Manifest
+from rekko.artifacts import Manifest, read_manifest_bytes
 from rekko.exceptions import ArtifactError
 from rekko.paths import ArtifactPaths
 from rekko.recommend import Recommender, load_artifacts
@@ -104,10 +104,7 @@ def file_fingerprint(files: tuple[Path, ...]) -> Fingerprint:
 
 def load_snapshot(paths: ArtifactPaths) -> Snapshot:
     """Load, verify and index one generation (raises :class:`ArtifactError`)."""
-    try:
-        manifest_bytes = paths.manifest.read_bytes()
-    except FileNotFoundError:
-        raise ArtifactError(f"{paths.manifest}: manifest not found (no finished pipeline run writes here)") from None
+    manifest_bytes = read_manifest_bytes(paths.manifest)
     artifacts = load_artifacts(paths)
     catalog = read_catalog(paths.movies_upd, artifacts.manifest, artifacts.movie_ids)
     return Snapshot(
