@@ -250,7 +250,6 @@ def prepare_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame,
         if empty:
             log.warning("skipped %d of %d interaction parts with no rows: %s", len(empty), len(parts),
                         ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else ""))
-        counts["interaction_parts_empty"] = len(empty)
         dropped = sum(c["dropped"] for c in read_counts)
         counts["interaction_rows"] = rows
         if dropped:
