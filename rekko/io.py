@@ -164,7 +164,7 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _current_umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -217,7 +217,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         # mkstemp makes 0600 files; give the mode a plain open() would (0666 less the umask)
-        os.chmod(tmp, 0o666 & ~_current_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -426,7 +426,7 @@ class StagedFiles:
 
     def publish(self) -> None:
         """Flush every staged file to disk, then rename each over its target (each rename is atomic)."""
-        mode = 0o666 & ~_current_umask()
+        mode = 0o666 & ~current_umask()
         for _, tmp in self._pending:
             _fsync_path(tmp)
             os.chmod(tmp, mode)
