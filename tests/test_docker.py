@@ -93,6 +93,8 @@ def dockerignored(path: str, patterns: list[str]) -> bool:
     ("path", "ignored"),
     [
         ("pyproject.toml", False),
+        ("requirements/lock.txt", False),
+        ("requirements/dev-lock.txt", True),
         ("README.md", False),
         ("entrypoint.sh", False),
         ("rekko/cli.py", False),
