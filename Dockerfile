@@ -20,7 +20,7 @@ WORKDIR /src
 # `dask scheduler` / `dask worker` commands of REKKO_MODE=scheduler|worker). `make lock` writes it.
 COPY requirements/lock.txt ./requirements/
 RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements/lock.txt
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY rekko/ ./rekko/
 # The test suites shipped inside the scientific wheels are dead weight at run time, and pip and
 # setuptools are not needed once the venv is built.

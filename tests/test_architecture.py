@@ -22,6 +22,7 @@ CLI_LAYER = ("rekko.cli", "rekko.cli_args", "rekko.demo", "rekko.build", "rekko.
 #: lazy imports of rekko modules outside that layer, each for an optional or heavy dependency, with its reason
 LAZY_ALLOWED = {
     ("rekko.enrich.settings", "rekko.enrich.transport"): "requests, only when an API URL is configured",
+    ("rekko", "rekko.api"): "the public API behind `import rekko`, loaded on first use (no pandas at import)",
 }
 FORBIDDEN = {
     "rekko.pipeline": ("rekko.distributed", "rekko.evaluation", "rekko.tuning", "rekko.build"),

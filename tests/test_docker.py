@@ -95,6 +95,7 @@ def dockerignored(path: str, patterns: list[str]) -> bool:
         ("pyproject.toml", False),
         ("requirements/lock.txt", False),
         ("requirements/dev-lock.txt", True),
+        ("LICENSE", False),  # the build stage copies it: pyproject.toml names it in license-files
         ("README.md", False),
         ("entrypoint.sh", False),
         ("rekko/cli.py", False),
