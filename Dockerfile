@@ -14,14 +14,13 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 WORKDIR /src
-# Dependencies first, from pyproject.toml alone, so this slow layer stays cached while only the
-# code changes. The `serve` extra brings the HTTP API, the `dask` extra the Dask engine and the
-# `dask scheduler` / `dask worker` commands of REKKO_MODE=scheduler|worker.
-COPY pyproject.toml README.md ./
-RUN mkdir rekko && touch rekko/__init__.py \
- && /opt/venv/bin/pip install --no-cache-dir ".[serve,dask]" \
- && /opt/venv/bin/pip uninstall --yes --quiet rekko \
- && rm -rf rekko build
+# Dependencies first, from the lock alone, so this slow layer stays cached while only the code
+# changes: requirements/lock.txt pins (with sha256 hashes) the versions the test suite passed with,
+# for rekko with its `serve` extra (the HTTP API) and its `dask` extra (the Dask engine and the
+# `dask scheduler` / `dask worker` commands of REKKO_MODE=scheduler|worker). `make lock` writes it.
+COPY requirements/lock.txt ./requirements/
+RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements/lock.txt
+COPY pyproject.toml README.md LICENSE ./
 COPY rekko/ ./rekko/
 # The test suites shipped inside the scientific wheels are dead weight at run time, and pip and
 # setuptools are not needed once the venv is built.

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_large.py                       # every case below
     .venv/bin/python benchmarks/bench_large.py --cases long30m       # some cases
+    .venv/bin/python benchmarks/bench_large.py --no-tune             # without the pipeline's own tuning
 
 Cases (generated once with make_seed_scale.py, cached under benchmarks/out/<name>):
 
@@ -37,18 +38,22 @@ CASES = {
 }
 
 
-def run(name: str) -> dict:
+def run(name: str, tune: bool = True) -> dict:
     folder, movies, users, rows = CASES[name]
     d = HERE / "out" / folder
     if not (d / "interactions.parquet").exists():
         subprocess.run([PY, str(HERE / "make_seed_scale.py"), "--out", str(d), "--movies", str(movies),
                         "--users", str(users), "--interactions", str(rows)], check=True)
     before = [round(x, 2) for x in os.getloadavg()]
-    r = measure([PY, "-m", "rekko", "pipeline", *pipeline_args(d)], d)
+    r = measure([PY, "-m", "rekko", "pipeline", *pipeline_args(d), *([] if tune else ["--no-tune"])], d)
     manifest = json.loads((d / "out/matrix/manifest.json").read_text())
     arts = manifest["artifacts"]
     return {
-        "case": name, "movies": movies, "rows": rows, "users": manifest["counts"]["users"],
+        "case": name, "movies": movies, "rows": rows, "users": manifest["counts"]["users"], "tune": tune,
+        "tuning": {k: manifest["parameters"].get("tuned", {}).get(k) for k in ("status", "work", "stopped_by",
+                                                                              "start_ndcg", "validation_ndcg")},
+        "tuning_share": round(manifest["counts"]["timings_s"].get("tuning", 0.0)
+                              / max(sum(manifest["counts"]["timings_s"].values()), 1e-9), 3),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_average_before": before, "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1), "peak_rss_mb": round(r["peak_rss_mb"]),
@@ -62,10 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--results", type=Path, default=HERE / "results" / "large.json")
+    parser.add_argument("--no-tune", action="store_true", help="the pipeline without its own tuning (the anchor)")
     args = parser.parse_args(argv)
     results = json.loads(args.results.read_text()) if args.results.exists() else []
     for name in [c.strip() for c in args.cases.split(",") if c.strip()]:
-        r = run(name)
+        r = run(name, tune=not args.no_tune)
         print(json.dumps(r), flush=True)
         results.append(r)
         args.results.parent.mkdir(parents=True, exist_ok=True)

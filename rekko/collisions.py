@@ -38,7 +38,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from rekko.exceptions import OutputPathError, shorten
-from rekko.paths import ArtifactPaths
+from rekko.paths import CACHE_NAME, ArtifactPaths
 
 #: What makes a path a glob (as :func:`rekko.pipeline.sources.resolve_parts` reads it).
 _GLOB_CHARS = re.compile(r"[*?\[]")
@@ -204,7 +204,7 @@ def artifact_set_paths(paths: ArtifactPaths, *, inputs: bool = True, manifest: P
             named.append((f"the {role} input {where}", entry["path"]))
             if role == "ratings":
                 named.append((f"the API cache beside the ratings input {where}",
-                              os.path.join(os.path.dirname(entry["path"]), _cache_name())))
+                              os.path.join(os.path.dirname(entry["path"]), CACHE_NAME)))
         for i, part in enumerate(entry.get("parts") or []):
             if isinstance(part, dict) and isinstance(part.get("path"), str):
                 named.append((f"part {i} of the {role} input {where}", part["path"]))
@@ -217,14 +217,6 @@ def artifact_set_paths(paths: ArtifactPaths, *, inputs: bool = True, manifest: P
         for n, base in enumerate(sorted(bases)):
             protected.setdefault(what if n == 0 else f"{what} (from {_show(base)})", os.path.join(base, text))
     return protected
-
-
-def _cache_name() -> str:
-    try:
-        from rekko.enrich.cache import CACHE_NAME
-    except ImportError:  # pragma: no cover - built without the enrichment client
-        return "api_cache.parquet"
-    return CACHE_NAME
 
 
 def _read_manifest(path: Path) -> dict | None:

@@ -255,7 +255,7 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _current_umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -308,7 +308,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         # mkstemp makes 0600 files; give the mode a plain open() would (0666 less the umask)
-        os.chmod(tmp, 0o666 & ~_current_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -535,7 +535,7 @@ class StagedFiles:
         reader of the old set finds it whole again.
         """
         check_replaceable(self.targets)
-        mode = 0o666 & ~_current_umask()
+        mode = 0o666 & ~current_umask()
         for _, tmp in self._pending:
             os.chmod(tmp, mode)
             _fsync_path(tmp)

@@ -12,6 +12,13 @@ from pathlib import Path
 MANIFEST_NAME = "manifest.json"
 #: The lock a pipeline holds while it writes an artifact set (see :mod:`rekko.locking`).
 LOCK_NAME = ".rekko.lock"
+#: The movie-API cache's file name, beside the ratings file (P3) the pipeline reads.
+CACHE_NAME = "api_cache.parquet"
+
+
+def default_cache_path(ratings_path: str | Path) -> Path:
+    """The API cache lives beside the ratings file the pipeline reads (P3)."""
+    return Path(ratings_path).parent / CACHE_NAME
 #: The sha256 of every 16 KiB chunk of every artifact, beside the manifest (which hashes it).
 CHUNK_TABLE_NAME = "manifest.chunks"
 

@@ -93,6 +93,9 @@ def dockerignored(path: str, patterns: list[str]) -> bool:
     ("path", "ignored"),
     [
         ("pyproject.toml", False),
+        ("requirements/lock.txt", False),
+        ("requirements/dev-lock.txt", True),
+        ("LICENSE", False),  # the build stage copies it: pyproject.toml names it in license-files
         ("README.md", False),
         ("entrypoint.sh", False),
         ("rekko/cli.py", False),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -290,6 +291,42 @@ def test_committed_sample_is_what_the_script_generates() -> None:
     files = [DATA / "interactions.parquet", DATA / "movies_metdata.parquet", DATA / "Movies_r_d.xlsx"]
     assert sum(f.stat().st_size for f in files) < 3 * 1024 * 1024
     _assert_files_hold(DATA, generate(*SAMPLE_ARGS, seed=0))
+
+
+_DIGEST = """
+import hashlib, sys
+import pandas as pd
+from rekko.testing.synth import generate
+d = generate({args}, seed={seed})
+h = hashlib.sha256()
+for name in {frames!r}:
+    h.update(pd.util.hash_pandas_object(getattr(d, name), index=False).to_numpy().tobytes())
+print(h.hexdigest())
+"""
+
+
+def _digest(env: dict[str, str] | None = None, args: tuple[int, int, int] = SAMPLE_ARGS, seed: int = 0) -> str:
+    code = _DIGEST.format(args=", ".join(map(str, args)), seed=seed, frames=FRAMES)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_generator_does_not_depend_on_the_cpu_kernels_numpy_picks() -> None:
+    """numpy picks SIMD kernels per CPU (argpartition's order, log, power): none may reach the frames.
+
+    A machine without AVX-512 once generated other titles than the committed sample; here the same
+    generation runs with every optional kernel numpy dispatched on this CPU switched off.
+    """
+    try:
+        from numpy._core import _multiarray_umath as umath
+    except ImportError:  # numpy < 2
+        from numpy.core import _multiarray_umath as umath
+    found = [f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)]
+    if not found:
+        pytest.skip("numpy dispatches no optional kernels on this CPU")
+    plain = dict(os.environ, NPY_DISABLE_CPU_FEATURES=" ".join(found))
+    assert _digest(plain) == _digest(), f"the frames change with {found} switched off"
 
 
 def test_sample_script_is_deterministic(tmp_path: Path) -> None:

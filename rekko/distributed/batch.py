@@ -63,7 +63,10 @@ from rekko.collisions import check_artifact_reader_outputs
 from rekko.columns import Columns as C
 from rekko.distributed import MIN_PARTITION_ROWS, PARTITION_ROWS
 from rekko.exceptions import ArtifactError, ConfigError, RekkoError
+from rekko.distributed.cluster import safe_address
 from rekko.paths import ArtifactPaths
+from rekko.recommend.present import write_batch
+from rekko.recommend.recommender import Recommender, load_catalogue, read_user_history, validate_n
 from rekko.recommend.batch_output import (
     DatasetStage,
     PartInfo,
@@ -257,9 +260,6 @@ def _catalogue(job: BatchJob) -> _Catalogue:
 
 
 def _load_catalogue(job: BatchJob) -> _Catalogue:
-    from rekko.recommend import Recommender
-    from rekko.recommend.recommender import load_catalogue
-
     try:
         data = job.manifest_path.read_bytes()
     except OSError as exc:
@@ -283,8 +283,6 @@ def _worker_name() -> str:
 
 def score_partition(job: BatchJob, part: UserPartition, staging: str | None) -> PartInfo | pd.DataFrame:
     """Rank one partition's users on this worker: a part file in ``staging``, or the frame itself."""
-    from rekko.recommend.recommender import read_user_history
-
     try:
         cat = _catalogue(job)
         user_ids, history = read_user_history(cat.table, job.paths.interactions_upd, list(part.row_groups),
@@ -353,8 +351,6 @@ def _wait_for_workers(client: Any, address: str) -> int:
     try:
         client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
     except (TimeoutError, OSError):
-        from rekko.distributed.cluster import safe_address
-
         shown = safe_address(address)
         raise ConfigError(f"the Dask scheduler at {shown} has no workers (waited {WORKER_WAIT_SECONDS:.0f} s); "
                           f"start some (`dask worker {shown}`, or REKKO_MODE=worker in the image)") from None
@@ -374,9 +370,6 @@ def _preflight(client: Any, job: BatchJob, staging: str | None) -> None:
 def recommend_all(client: Any, paths: ArtifactPaths, n: int, output: str | os.PathLike[str], *,
                   partition_rows: int | None = None) -> BatchResult:
     """Top-``n`` for every user of the artifacts, scored on ``client``'s cluster, written to ``output``."""
-    from rekko.recommend import validate_n
-    from rekko.recommend.present import write_batch
-
     n = validate_n(n)
     kind = output_kind(output)
     paths = absolute_paths(paths)

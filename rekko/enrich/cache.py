@@ -26,6 +26,7 @@ from rekko.columns import Columns as C
 from rekko.enrich.client import ERROR, FOUND, NOT_FOUND, FetchResult
 from rekko.exceptions import DataValidationError, EnrichmentError, MissingColumnsError
 from rekko.io import atomic_path, read_table
+from rekko.paths import CACHE_NAME, default_cache_path  # noqa: F401 - the cache's names, defined with the paths
 from rekko.pipeline.ratings import normalize_title, parse_rating
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,6 @@ class CacheBusyError(EnrichmentError):
 
 STATUSES = (FOUND, NOT_FOUND, ERROR)
 LEGACY_PROVIDER = "legacy"
-CACHE_NAME = "api_cache.parquet"
 
 #: Column -> dtype of the cache file, in order.
 SCHEMA: dict[str, str] = {
@@ -55,11 +55,6 @@ SCHEMA: dict[str, str] = {
     C.STATUS: "string",
     C.ERROR: "string",
 }
-
-
-def default_cache_path(ratings_path: Path) -> Path:
-    """The API cache lives beside the ratings file the pipeline reads (P3)."""
-    return Path(ratings_path).parent / CACHE_NAME
 
 
 def empty_cache() -> pd.DataFrame:

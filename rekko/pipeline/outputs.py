@@ -14,7 +14,8 @@ from pathlib import Path
 from rekko.collisions import check_outputs as check_collisions
 from rekko.exceptions import OutputPathError
 from rekko.io import TABLE_EXTENSIONS, check_writable_folder
-from rekko.paths import PipelinePaths
+from rekko.paths import PipelinePaths, default_cache_path
+from rekko.pipeline.sources import is_url
 
 #: Outputs written as tables: their extension picks the format.
 _TABLE_OUTPUTS = ("movies_rd", "int_coef", "movies_upd", "interactions_upd")
@@ -23,13 +24,7 @@ _TABLE_OUTPUTS = ("movies_rd", "int_coef", "movies_upd", "interactions_upd")
 def input_files(paths: PipelinePaths) -> dict[str, Path]:
     """P1..P3 (a file, a folder or a glob), plus the movie-API cache the pipeline reads (and enrichment rewrites)
     beside P3; URLs left out. Keys are the roles as messages name them."""
-    from rekko.pipeline.sources import is_url
-
     files = {f"the {role} input": Path(p) for role, p in paths.inputs().items() if not is_url(p)}
-    try:
-        from rekko.enrich import default_cache_path
-    except ImportError:  # built without the enrichment client
-        return files
     return {**files, "the API cache (beside --ratings)": default_cache_path(paths.ratings)}
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import pandas as pd
 
-from rekko.exceptions import InputFileError, shorten
+from rekko.exceptions import InputFileError, scrub, shorten
 from rekko.io import read_table, restore_formulas, sha256_file
 
 #: File name endings read as interaction parts when a folder or a prefix is given.
@@ -44,8 +44,6 @@ _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 def redact(text: str) -> str:
     """``text`` without credentials: secret environment values, URL user-info and the credentials met so far
     (:func:`rekko.exceptions.scrub`) replaced by ``***``."""
-    from rekko.exceptions import scrub
-
     out = scrub(_USERINFO.sub(r"\g<scheme>***@", str(text)))
     for name in SECRET_ENV:
         value = os.environ.get(name)

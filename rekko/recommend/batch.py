@@ -14,6 +14,8 @@ from rekko import progress
 from rekko.collisions import check_artifact_reader_outputs
 from rekko.paths import ArtifactPaths
 from rekko.recommend.batch_output import DatasetStage, output_kind, write_part
+from rekko.recommend.present import write_batch
+from rekko.recommend.recommender import BATCH_BLOCK, BATCH_BLOCK_BYTES, Recommender, load_artifacts, validate_n
 
 
 def recommend_all_local(paths: ArtifactPaths, n: int, output: str | os.PathLike[str]) -> tuple[int, int, str]:
@@ -22,10 +24,6 @@ def recommend_all_local(paths: ArtifactPaths, n: int, output: str | os.PathLike[
     A dataset gets one part per ranking block (at most 65,536 users, or
     256 MB of results), each written as soon as it is ranked.
     """
-    from rekko.recommend import Recommender, load_artifacts, validate_n
-    from rekko.recommend.present import write_batch
-    from rekko.recommend.recommender import BATCH_BLOCK, BATCH_BLOCK_BYTES
-
     n = validate_n(n)
     kind = output_kind(output)
     target = Path(output)

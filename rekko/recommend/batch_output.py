@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from rekko.columns import Columns as C
 from rekko.exceptions import ConfigError
-from rekko.io import _current_umask, atomic_open, atomic_path
+from rekko.io import current_umask, atomic_open, atomic_path
 
 #: File suffixes that make ``--output`` one file; anything else without a suffix is a dataset folder.
 FILE_SUFFIXES = (".parquet", ".pq", ".csv")
@@ -130,7 +130,7 @@ class DatasetStage:
             self.path.mkdir()
         except OSError as exc:
             raise ConfigError(f"{self.target}: cannot create the staging folder {self.path} ({exc.strerror})") from None
-        os.chmod(self.path, 0o777 & ~_current_umask())  # mkdir honours the umask; say so explicitly for other uids' workers
+        os.chmod(self.path, 0o777 & ~current_umask())  # mkdir honours the umask; say so explicitly for other uids' workers
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -554,14 +554,21 @@ class Recommender:
         return out.assign(**{C.MOVIE: out[C.MOVIE].astype(str).astype(object)})
 
     def similar(self, movie_id: str, n: int, kind: str = "md") -> pd.DataFrame:
-        """The ``n`` nearest neighbours of one movie in one similarity matrix."""
+        """The ``n`` nearest neighbours of one movie in one similarity matrix.
+
+        ``kind="blend"``: in the blend of every kind that ranks recommendations
+        (each kind times its weight, the movie score left out).
+        """
         n = validate_n(n)
-        if kind not in self.artifacts.sims:
-            raise ConfigError(f"unknown similarity kind {kind!r}; available: {sorted(self.artifacts.sims)}")
+        if kind != "blend" and kind not in self.artifacts.sims:
+            raise ConfigError(f"unknown similarity kind {kind!r}; available: {sorted(self.artifacts.sims)} "
+                              "or 'blend'")
+        if self.artifacts.sim_rows is not None:
+            raise ConfigError("similar needs artifacts loaded with every movie's similarity row")
         i = self.movie_pos_.get_indexer([str(movie_id)])[0]
         if i < 0:
             raise ConfigError(f"unknown movie_id {movie_id!r}")
-        row = self.artifacts.sims[kind][i]
+        row = (self.scorer_.combined if kind == "blend" else self.artifacts.sims[kind])[i]
         order = np.lexsort((row.indices, -row.data))[:n]
         idx = row.indices[order]
         return pd.DataFrame({C.MOVIE: self.artifacts.movie_ids[idx], C.TITLE: self.artifacts.titles[idx],

@@ -15,12 +15,17 @@ from their favourite cluster, and the ground truth is returned alongside
 
 Everything is vectorized numpy/pandas; the only Python loops run over movies
 (building list-valued strings), never over interactions. Same arguments and
-seed give equal frames.
+seed give equal frames whatever the numpy/pandas version and the CPU: nothing
+that decides a draw or a written value is left to the implementation (no
+argpartition, whose order is unspecified; no vectorised log/power kernels, which
+numpy picks per CPU; no pandas string kernels). The few array exp/power calls
+left only shape watched minutes, which are rounded to 0.1 before they are written.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,7 +187,9 @@ def _sample_in_groups(
 
 
 def _zipf(n: int, a: float) -> np.ndarray:
-    return 1.0 / np.arange(1, n + 1) ** a
+    # math.pow, not the array power: numpy's vectorised power may differ in the last bit between
+    # versions and CPUs (numpy 1.26 with AVX-512 did), and these weights decide draws
+    return 1.0 / np.array([math.pow(i, a) for i in range(1, n + 1)], dtype=np.float64)
 
 
 def _within_group_rank(groups: np.ndarray, score: np.ndarray) -> np.ndarray:
@@ -241,9 +248,13 @@ def _titles(rng: np.random.Generator, n: int) -> np.ndarray:
     sizes = np.array([n_adj * n_noun, n_noun * (n_noun - 1), n_adj * n_noun * (n_noun - 1)])
     total = int(sizes.sum())
     take = min(n, total)
-    weights = np.repeat(np.array([0.35, 0.35, 0.30]) / sizes, sizes)
-    keys = np.log(weights) + rng.gumbel(size=total)  # Gumbel top-k = weighted sampling w/o replacement
-    chosen = rng.permutation(np.argpartition(-keys, take - 1)[:take]) if take < total else rng.permutation(total)
+    # Gumbel top-k = weighted sampling without replacement. The log weights come from math.log (numpy's
+    # vectorised log may differ in the last bit between CPUs), and the top k are taken by a stable sort,
+    # not argpartition: argpartition leaves its first k in an unspecified order, which differs between
+    # numpy versions and CPUs (AVX-512 or not), and the permutation below would carry that into the titles.
+    log_weights = np.repeat(np.array([math.log(w / s) for w, s in zip((0.35, 0.35, 0.30), sizes.tolist())]), sizes)
+    keys = log_weights + rng.gumbel(size=total)
+    chosen = rng.permutation(np.argsort(-keys, kind="stable")[:take]) if take < total else rng.permutation(total)
     adj = np.array(ADJECTIVES)
     word = np.array([w for w, _, _ in NOUNS])
     lower = np.array([w[0].lower() + w[1:] for w, _, _ in NOUNS])
@@ -439,8 +450,8 @@ def _descriptions(rng: np.random.Generator, cluster: np.ndarray, themes: tuple) 
     sep = np.full(total, " ", dtype=object)
     sep[last] = ""
     text = "".join((tokens + sep).tolist())
-    docs = pd.Series(text.split(_DOC_END)[:n]).str.capitalize()
-    return docs.to_numpy(dtype=object)
+    # Python's str.capitalize, not pandas' .str.capitalize (pyarrow's kernel under pandas 3): one rule everywhere
+    return np.array([doc.capitalize() for doc in text.split(_DOC_END)[:n]], dtype=object)
 
 
 def _legacy_rating(values: np.ndarray, unknown: np.ndarray, rng: np.random.Generator) -> np.ndarray:
