@@ -81,3 +81,28 @@ def test_empty_descriptions_give_empty_matrix():
     movies = validate_movies(tiny_movies()).assign(description=[""] * 6)
     _, desc = content_similarities(movies, SimilarityConfig(k=3))
     assert desc.matrix.shape == (6, 6) and desc.matrix.nnz == 0
+
+
+_WORDS = st.text(alphabet=st.sampled_from(list("абвгдеёжзиклмнопрстуфхцчшщэюяАБВЁabcXYZ019_ -,.!'\"é")), max_size=30)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(_WORDS, min_size=1, max_size=25), st.sampled_from([1, 2]), st.sampled_from([1.0, 0.5, 0.2]))
+def test_tfidf_is_the_usual_tfidf(texts: list[str], min_df: int, max_df: float) -> None:
+    """The vectorised TF-IDF equals scikit-learn's TfidfVectorizer with the same settings (the oracle)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from rekko.pipeline.similarity import TOKEN_PATTERN
+
+    series = pd.Series(texts, dtype=object)
+    got = tfidf_matrix(series, min_df=min_df, max_df=max_df)
+    n_docs = sum(1 for t in texts if len(t) > 0)
+    oracle = TfidfVectorizer(token_pattern=TOKEN_PATTERN, lowercase=True, sublinear_tf=True, dtype=np.float32,
+                             min_df=min_df if n_docs >= 2 * min_df else 1, max_df=max_df if n_docs >= 10 else 1.0)
+    try:
+        expected = oracle.fit_transform(series.to_numpy()).toarray()
+    except ValueError:  # no term left: rekko gives an all-zero column
+        assert got.nnz == 0
+        return
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got.toarray(), expected, atol=2e-7)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -154,13 +155,62 @@ def prepare(held: dict[str, pd.DataFrame], movies_raw: pd.DataFrame, ratings: pd
     or two at a time, not four: 7.4 GB peak at 30M rows before). The result
     has no ``sim_cf`` yet.
     """
-    interactions_raw = held.pop("interactions")
     timer = Timer()
-    counts: dict[str, Any] = {"interaction_rows": len(interactions_raw), "movies": len(movies_raw),
+    counts: dict[str, Any] = {"interaction_rows": len(held["interactions"]), "movies": len(movies_raw),
                               "ratings_rows": len(ratings)}
     movies, counts["ratings_join"] = ratings_stage(movies_raw, ratings)
     timer.lap("ratings")
+    # the content similarities read the movies only: computed in a thread beside the interaction stages (its
+    # products run in C without the GIL), as the Dask engine computes them on a worker beside its partitions
+    content = _Background(content_similarities, movies, config.similarity)
+    interactions, users, movies, _ = _features_stage({"raw": held.pop("interactions")}, movies, config, counts,
+                                                     paths)
+    timer.lap("features")
+    with progress.stage("content similarity", of=progress.count(len(movies), "movies")) as report:
+        sim_md, sim_desc = content.result()
+        counts["sim_md_nnz"] = int(sim_md.matrix.nnz)
+        counts["sim_desc_nnz"] = int(sim_desc.matrix.nnz)
+        counts["movies_without_description"] = int(movies[C.DESCRIPTION].isna().sum())
+        report.facts.update({"metadata pairs": counts["sim_md_nnz"], "description pairs": counts["sim_desc_nnz"]})
+    timer.lap("similarity")
+    return PipelineResult(ratings, movies, interactions, users, sim_md, sim_desc, None, counts=counts,
+                          timings=timer.timings, config=config)
 
+
+class _Background:
+    """``fn(*args)`` in a daemon thread; :meth:`result` waits for it and re-raises its error.
+
+    A daemon thread, not an executor's: a run that fails in the main thread
+    exits at once instead of waiting for the catalogue-sized work to finish.
+    """
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), name="rekko-content", daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            self._value = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> Any:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _features_stage(holder: dict[str, pd.DataFrame], movies: pd.DataFrame, config: PipelineConfig,
+                    counts: dict[str, Any], paths: PipelinePaths | None
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, int]:
+    """Sessions, watch ratios, recency ranks, user and movie features (``counts`` filled in as it goes).
+
+    Takes the raw interactions out of ``holder``, so they are freed as soon as they are aggregated.
+    """
+    interactions_raw = holder.pop("raw")
     with progress.stage("features", of=progress.count(len(interactions_raw), "interactions")) as report:
         movie_ids = pd.Index(movies[C.MOVIE])
         known, dropped = attach_movie_index(interactions_raw, movie_ids)
@@ -193,17 +243,7 @@ def prepare(held: dict[str, pd.DataFrame], movies_raw: pd.DataFrame, ratings: pd
         counts["user_movie_pairs"] = len(interactions)
         report.rows = len(interactions)
         report.facts.update({"users": len(users), "dropped (movie not in metadata)": dropped})
-    timer.lap("features")
-
-    with progress.stage("content similarity", of=progress.count(len(movies), "movies")) as report:
-        sim_md, sim_desc = content_similarities(movies, config.similarity)
-        counts["sim_md_nnz"] = int(sim_md.matrix.nnz)
-        counts["sim_desc_nnz"] = int(sim_desc.matrix.nnz)
-        counts["movies_without_description"] = int(movies[C.DESCRIPTION].isna().sum())
-        report.facts.update({"metadata pairs": counts["sim_md_nnz"], "description pairs": counts["sim_desc_nnz"]})
-    timer.lap("similarity")
-    return PipelineResult(ratings, movies, interactions, users, sim_md, sim_desc, None, counts=counts,
-                          timings=timer.timings, config=config)
+    return interactions, users, movies, dropped
 
 
 def add_cowatch(result: PipelineResult, config: PipelineConfig) -> PipelineResult:

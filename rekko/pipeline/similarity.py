@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import scipy.sparse as sp
 
 from rekko.artifacts import TopKSimilarity
@@ -54,27 +56,63 @@ def description_text(movies: pd.DataFrame) -> pd.Series:
     return movies[C.DESCRIPTION].astype("string").fillna("").astype(str)
 
 
+def tokens(texts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Every token of every text as ``(row, token)``: lower-cased maximal runs of 2+ word characters.
+
+    The same tokens as the regular expression :data:`TOKEN_PATTERN` over the
+    lower-cased text (a word character: a Unicode letter, digit or ``_``),
+    found by Arrow's string kernels over the whole column, not per document in Python.
+    """
+    text = pa.array(texts.astype("string").fillna("").to_numpy(dtype=object), type=pa.string())
+    parts = pc.split_pattern_regex(pc.utf8_lower(text), r"[^\pL\pN_]+")
+    flat = pc.list_flatten(parts)
+    rows = pc.list_parent_indices(parts)
+    keep = pc.greater_equal(pc.utf8_length(flat), 2)
+    return rows.filter(keep).to_numpy(), flat.filter(keep).to_numpy(zero_copy_only=False)
+
+
 def tfidf_matrix(texts: pd.Series, *, min_df: int = 1, max_df: float = 1.0,
                  max_features: int | None = None) -> sp.csr_matrix:
-    """L2-normalised TF-IDF rows (float32); an all-empty corpus gives an all-zero matrix."""
-    if not texts.str.contains(r"\w\w", regex=True).any():
-        return sp.csr_matrix((len(texts), 1), dtype=np.float32)
-    from sklearn.feature_extraction.text import TfidfVectorizer  # heavy: only the pipeline needs it
+    """L2-normalised TF-IDF rows (float32), columns in term order; an all-empty corpus gives an all-zero matrix.
 
-    n_docs = int(texts.str.len().gt(0).sum())
-    vectorizer = TfidfVectorizer(
-        token_pattern=TOKEN_PATTERN,
-        lowercase=True,
-        sublinear_tf=True,
-        min_df=min_df if n_docs >= 2 * min_df else 1,
-        max_df=max_df if n_docs >= 10 else 1.0,
-        max_features=max_features,
-        dtype=np.float32,
-    )
-    try:
-        return vectorizer.fit_transform(texts.to_numpy()).tocsr()
-    except ValueError:  # every term pruned by min_df/max_df: no similarity to speak of
-        return sp.csr_matrix((len(texts), 1), dtype=np.float32)
+    Sublinear term frequency ``1 + ln(count)``, smooth inverse document
+    frequency ``ln((1 + n) / (1 + df)) + 1``; terms in more than ``max_df`` of
+    the documents or fewer than ``min_df`` are dropped, then all but the
+    ``max_features`` most frequent (ties: term order). The usual TF-IDF
+    (scikit-learn's ``TfidfVectorizer`` with these settings gives the same
+    matrix: a test checks it), built with vectorised counting: tokenising
+    17,500 documents one by one in Python was a third of the content stage.
+    """
+    n = len(texts)
+    rows, words = tokens(texts)
+    if not len(words):
+        return sp.csr_matrix((n, 1), dtype=np.float32)
+    codes, _ = pd.factorize(words, sort=True)  # columns in term (code point) order
+    counts = sp.csr_matrix((np.ones(len(codes), dtype=np.float32), (rows, codes)),
+                           shape=(n, int(codes.max()) + 1))
+    counts.sum_duplicates()
+    n_docs = int(texts.fillna("").astype(str).str.len().gt(0).sum())
+    low = min_df if n_docs >= 2 * min_df else 1
+    high = max_df * n if n_docs >= 10 else float(n)
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    keep = (df <= high) & (df >= low)
+    if max_features is not None and keep.sum() > max_features:
+        frequency = np.asarray(counts.sum(axis=0)).ravel()
+        order = np.lexsort((np.arange(len(df)), -frequency))
+        order = order[keep[order]][:max_features]
+        keep = np.zeros_like(keep)
+        keep[order] = True
+    if not keep.any():  # every term pruned: no similarity to speak of
+        return sp.csr_matrix((n, 1), dtype=np.float32)
+    x = counts[:, np.flatnonzero(keep)].tocsr()
+    x.sort_indices()
+    idf = (np.log(np.float32(n + 1) / (df[keep].astype(np.float32) + np.float32(1))) + np.float32(1))
+    x.data = (np.log(x.data) + np.float32(1)) * idf.astype(np.float32)[x.indices]
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1), dtype=np.float32).ravel())
+    x = sp.csr_matrix(sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ x,
+                      dtype=np.float32)
+    x.eliminate_zeros()
+    return x
 
 
 def keep_top_k(matrix: sp.csr_matrix, k: int, *, drop_diagonal: bool = True) -> sp.csr_matrix:
