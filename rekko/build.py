@@ -69,7 +69,8 @@ def compute(interactions_raw: pd.DataFrame, movies_raw: pd.DataFrame, ratings: p
 def _compute_local(held: dict[str, pd.DataFrame], movies_raw: pd.DataFrame, ratings: pd.DataFrame,
                    config: PipelineConfig, *, paths: PipelinePaths | None,
                    clock: Callable[[], float] = time.perf_counter) -> PipelineResult:
-    result = prepare(held, movies_raw, ratings, config, paths=paths)
+    # without tuning to come the co-watching settings are known: that stage runs beside the content similarities
+    result = prepare(held, movies_raw, ratings, config, paths=paths, cowatch=not config.autotune.enabled)
     t = time.perf_counter()
     assert isinstance(result.interactions, pd.DataFrame)
     tuned = tune_step(result.interactions, result.movies, lambda: (result.sim_md, result.sim_desc), config,
@@ -80,7 +81,8 @@ def _compute_local(held: dict[str, pd.DataFrame], movies_raw: pd.DataFrame, rati
         if tuned.collaborative.recency != config.collaborative.recency:
             result.interactions[C.RECENCY_RANK] = recency_rank(result.interactions,
                                                                tuned.collaborative.recency).astype(np.int32)
-    return add_cowatch(replace(result, timings=timings), tuned)
+    result = replace(result, timings=timings)
+    return add_cowatch(result, tuned) if result.sim_cf is None else replace(result, config=tuned)
 
 
 def run_pipeline(paths: PipelinePaths = PipelinePaths(), config: PipelineConfig = PipelineConfig(),

@@ -143,12 +143,15 @@ def compute(
     No tuning here: :func:`rekko.build.compute` tunes on the input between
     :func:`prepare` and :func:`add_cowatch`, as the pipeline does.
     """
-    return add_cowatch(prepare({"interactions": interactions_raw}, movies_raw, ratings, config, paths=paths), config)
+    return prepare({"interactions": interactions_raw}, movies_raw, ratings, config, paths=paths, cowatch=True)
 
 
 def prepare(held: dict[str, pd.DataFrame], movies_raw: pd.DataFrame, ratings: pd.DataFrame,
-            config: PipelineConfig, *, paths: PipelinePaths | None = None) -> PipelineResult:
+            config: PipelineConfig, *, paths: PipelinePaths | None = None, cowatch: bool = False) -> PipelineResult:
     """The stages before co-watching: ratings, features (with ``config``'s recency), content similarities.
+
+    ``cowatch``: the co-watching stage too, with ``config.collaborative``, while the content similarities are
+    still being computed (when nothing will change its settings: no tuning to come).
 
     Takes the interactions out of ``held``: when the caller keeps no other
     reference, each long frame is freed as soon as the next one is built (one
@@ -166,6 +169,11 @@ def prepare(held: dict[str, pd.DataFrame], movies_raw: pd.DataFrame, ratings: pd
     interactions, users, movies, _ = _features_stage({"raw": held.pop("interactions")}, movies, config, counts,
                                                      paths)
     timer.lap("features")
+    partial = PipelineResult(ratings, movies, interactions, users, None, None, None, counts=counts,  # type: ignore[arg-type]
+                             timings=timer.timings, config=config)
+    if cowatch:
+        partial = add_cowatch(partial, config)
+        timer.lap("collaborative")
     with progress.stage("content similarity", of=progress.count(len(movies), "movies")) as report:
         sim_md, sim_desc = content.result()
         counts["sim_md_nnz"] = int(sim_md.matrix.nnz)
@@ -173,8 +181,8 @@ def prepare(held: dict[str, pd.DataFrame], movies_raw: pd.DataFrame, ratings: pd
         counts["movies_without_description"] = int(movies[C.DESCRIPTION].isna().sum())
         report.facts.update({"metadata pairs": counts["sim_md_nnz"], "description pairs": counts["sim_desc_nnz"]})
     timer.lap("similarity")
-    return PipelineResult(ratings, movies, interactions, users, sim_md, sim_desc, None, counts=counts,
-                          timings=timer.timings, config=config)
+    return replace(partial, sim_md=sim_md, sim_desc=sim_desc, counts={**partial.counts, **counts},
+                   timings=dict(timer.timings))
 
 
 class _Background:
