@@ -140,14 +140,23 @@ def catalog_coverage(recs: pd.DataFrame, catalog_size: int, k: int) -> float:
     return _top_k(recs, k)[C.MOVIE].nunique() / catalog_size
 
 
-def novelty(recs: pd.DataFrame, train: pd.DataFrame, k: int) -> float:
-    """Mean over users of the mean ``-log2(n_users(i) / n_users)`` of their top k (train popularity)."""
+def novelty(recs: pd.DataFrame, train: pd.DataFrame | None, k: int, *,
+            popularity: tuple[pd.Series, int] | None = None) -> float:
+    """Mean over users of the mean ``-log2(n_users(i) / n_users)`` of their top k (train popularity).
+
+    ``popularity``: ``(viewers per movie id, users)`` of the train part when the caller has them (the tuning
+    search: its movie features), instead of counting them from ``train``'s rows (tens of millions at scale).
+    """
     top = _top_k(recs, k)
-    pairs = train[[C.USER, C.MOVIE]].drop_duplicates()
-    n_users = pairs[C.USER].nunique()
+    if popularity is not None:
+        counts, n_users = popularity
+    else:
+        assert train is not None, "novelty needs the train rows or their popularity"
+        pairs = train[[C.USER, C.MOVIE]].drop_duplicates()
+        n_users = pairs[C.USER].nunique()
+        counts = pairs[C.MOVIE].value_counts()
     if top.empty or n_users == 0:
         return float("nan")
-    counts = pairs[C.MOVIE].value_counts()
     n_i = top[C.MOVIE].map(counts).fillna(0).clip(lower=1).to_numpy(dtype="float64")
     iuf = -np.log2(n_i / n_users)
     return float(pd.Series(iuf).groupby(top[C.USER].to_numpy()).mean().mean())
@@ -195,12 +204,15 @@ def evaluate(
     test: pd.DataFrame,
     k: int,
     *,
-    train: pd.DataFrame,
+    train: pd.DataFrame | None,
     catalog_size: int,
     genres: pd.Series,
     metrics: Sequence[str] = ACCURACY_METRICS + BEYOND_ACCURACY_METRICS,
+    popularity: tuple[pd.Series, int] | None = None,
 ) -> dict[str, float]:
-    """Every metric @k for recommendations to the test users, computing the hit table once."""
+    """Every metric @k for recommendations to the test users, computing the hit table once.
+
+    ``popularity`` (see :func:`novelty`) replaces ``train`` where the caller has it."""
     recs = recs[recs[C.USER].isin(test[C.USER].unique())]
     h = per_user_hits(recs, test, k)
     n_hits, n_rel = h["n_hits"].to_numpy(), h["n_relevant"].to_numpy()
@@ -212,7 +224,7 @@ def evaluate(
         "map": lambda: _mean(h["ap_sum"].to_numpy() / h["ideal_len"].to_numpy()),
         "mrr": lambda: _mean(np.nan_to_num(1.0 / h["first_hit_rank"].to_numpy(dtype="float64"), nan=0.0)),
         "coverage": lambda: catalog_coverage(recs, catalog_size, k),
-        "novelty": lambda: novelty(recs, train, k),
+        "novelty": lambda: novelty(recs, train, k, popularity=popularity),
         "diversity": lambda: intra_list_diversity(recs, genres, k),
     }
     unknown = sorted(set(metrics) - set(values))

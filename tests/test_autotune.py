@@ -222,3 +222,21 @@ def test_describe_lines():
     assert replace(AutoTuneConfig(), budget_s=1.0).budget_s == 1.0
     with pytest.raises(ConfigError):
         AutoTuneConfig(min_users=0)
+
+
+@pytest.mark.parametrize("mode", ["auto", "order", "dense", "days"])
+def test_train_recency_equals_ranking_the_train_part_again(mode):
+    """The train part's ranks, reused from the full log and redone for the sampled users, are recency_rank's."""
+    from rekko.columns import Columns as C
+    from rekko.pipeline.features import recency_rank
+    from rekko.pipeline.run import compute as stages
+
+    result = stages(*frames(), replace(config(), collaborative=replace(config().collaborative, recency=mode)))
+    interactions = result.interactions
+    is_validation, users, _ = autotune.carve(interactions, config())
+    train = interactions.loc[~is_validation, [C.USER, C.MOVIE, "movie_idx", C.WATCH_RATIO, C.DATETIME]]
+    train = train.reset_index(drop=True)
+    expected = recency_rank(train, mode)
+    got = autotune.train_recency(interactions, train, is_validation, users, mode)
+    np.testing.assert_array_equal(got, expected)
+    assert is_validation.any() and (got != interactions.loc[~is_validation, C.RECENCY_RANK].to_numpy()).any()

@@ -51,7 +51,7 @@ from rekko.artifacts import TopKSimilarity
 from rekko.columns import Columns as C
 from rekko.config import PipelineConfig, RekkoParams
 from rekko.pipeline.collaborative import item_item_similarity
-from rekko.pipeline.features import movie_features, recency_rank
+from rekko.pipeline.features import dates_only, movie_features, recency_rank
 from rekko.tuning.data import Fitted, TrainPart
 from rekko.tuning.search import Grids, OutOfBudget, TuneConfig, search
 
@@ -73,12 +73,12 @@ def carve(interactions: pd.DataFrame, config: PipelineConfig) -> tuple[np.ndarra
     """
     s = config.autotune
     users = interactions[C.USER].to_numpy()
-    ids, counts = np.unique(users, return_counts=True)
+    ids, counts = _distinct_counts(users)
     eligible = ids[counts >= s.min_history]
     rng = np.random.default_rng(s.seed)
     chosen = np.sort(rng.choice(eligible, size=min(s.max_users, len(eligible)), replace=False)) if len(eligible) \
         else eligible
-    in_sample = np.isin(users, chosen)
+    in_sample = _member(users, chosen)
     rows = np.flatnonzero(in_sample)
     when = interactions[C.DATETIME].to_numpy()[rows].view(np.int64)
     tie = rng.permutation(len(rows))
@@ -92,6 +92,42 @@ def carve(interactions: pd.DataFrame, config: PipelineConfig) -> tuple[np.ndarra
     is_validation = np.zeros(len(users), dtype=bool)
     is_validation[rows[order]] = from_end < np.repeat(held, sizes)
     return is_validation, chosen, len(eligible)
+
+
+def _distinct_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_counts=True)``, in one pass when ``values`` is sorted (the pipeline's rows are,
+    by user: a sort of tens of millions of ids was a good part of the tuning's cost at scale)."""
+    if len(values) and bool((values[1:] >= values[:-1]).all()):
+        starts = np.flatnonzero(np.concatenate(([True], values[1:] != values[:-1])))
+        return values[starts], np.diff(np.append(starts, len(values)))
+    return np.unique(values, return_counts=True)
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin(values, sorted_set)`` by binary search in the (small, sorted) set: no sort of ``values``."""
+    if not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[pos] == values
+
+
+def train_recency(interactions: pd.DataFrame, train: pd.DataFrame, is_validation: np.ndarray,
+                  sampled: np.ndarray, mode: str) -> np.ndarray:
+    """The train part's recency ranks: those of ``interactions`` (ranked with ``mode``), recomputed for the users
+    who lost validation rows. A user's ranks depend on that user's rows only, so this is exactly
+    ``recency_rank(train, mode)``, without ranking tens of millions of rows again."""
+    if mode == "auto":  # resolved on the train part, as recency_rank(train, "auto") does
+        def resolved(frame: pd.DataFrame) -> str:
+            return "dense" if C.DATETIME in frame.columns and dates_only(frame[C.DATETIME]) else "order"
+
+        mode = resolved(train)
+        if mode != resolved(interactions):  # the held-out rows alone had a time of day: rank it all again
+            return recency_rank(train, mode).astype(np.int32)
+    ranks = interactions[C.RECENCY_RANK].to_numpy()[~is_validation].astype(np.int32)
+    touched = np.flatnonzero(_member(train[C.USER].to_numpy(), sampled))
+    if len(touched):
+        ranks[touched] = recency_rank(train.iloc[touched].reset_index(drop=True), mode).astype(np.int32)
+    return ranks
 
 
 def tune_on_input(
@@ -135,7 +171,10 @@ def tune_on_input(
     needed = [c for c in (C.USER, C.MOVIE, "movie_idx", C.WATCH_RATIO, C.DATETIME) if c in interactions.columns]
     train = interactions.loc[~is_validation, needed].reset_index(drop=True)
     validation = interactions.loc[is_validation, [C.USER, C.MOVIE]].astype({C.MOVIE: str}).reset_index(drop=True)
-    train[C.RECENCY_RANK] = recency_rank(train, start.collaborative.recency).astype(np.int32)
+    if _same_recency(interactions, start.collaborative.recency, config.collaborative.recency):
+        train[C.RECENCY_RANK] = train_recency(interactions, train, is_validation, users, start.collaborative.recency)
+    else:
+        train[C.RECENCY_RANK] = recency_rank(train, start.collaborative.recency).astype(np.int32)
     movie_ids = movies[C.MOVIE].astype(str).to_numpy()
     sim_cf = item_item_similarity(train, movie_ids, start.collaborative)
     part = TrainPart(movies=movie_features(movies, train, config.movie_score), interactions=train,
@@ -166,6 +205,11 @@ def tune_on_input(
         stages=result.to_dict(timing=False)["stages"],
     )
     return Outcome(result.params, summary)
+
+
+def _same_recency(interactions: pd.DataFrame, wanted: str, built: str) -> bool:
+    """Whether ``interactions`` carries recency ranks made with the mode the tuning starts from."""
+    return C.RECENCY_RANK in interactions.columns and wanted == built
 
 
 def _budget_text(s: Any, by: str | None) -> str:

@@ -311,7 +311,9 @@ def search(
         recs,
         validation,
         config.k,
-        train=base.data.interactions[[C.USER, C.MOVIE]],
+        train=None if C.N_USERS in base.data.movies.columns else base.data.interactions[[C.USER, C.MOVIE]],
+        popularity=((pd.Series(base.data.movies[C.N_USERS].to_numpy(), index=base.movie_ids),
+                     len(base.user_ids)) if C.N_USERS in base.data.movies.columns else None),
         catalog_size=len(base.movie_ids),
         genres=base.data.movies.set_index(C.MOVIE)[C.GENRES],
     )
