@@ -34,7 +34,7 @@ Plan (no step gathers all interactions into one process):
    the ratings are joined, beside the interaction stages.
 Between 4 and 5 the orchestrator (:mod:`rekko.build`) tunes exactly as on
 the local engine: :func:`tuning_frame` gathers the columns the tuning reads
-(user, movie, ratio, date: about 30 bytes a row) in the local engine's row
+(user, movie index, ratio, date, recency rank: about 32 bytes a row) in the local engine's row
 order, so both engines choose the same parameters; a changed recency mode is
 re-ranked on the workers (:func:`rerank`).
 
@@ -299,17 +299,15 @@ def prepare_on_cluster(client: Any, parts: list[Part], movies_raw: pd.DataFrame,
                         summary["users"], mode, counts, timer.timings)
 
 
-def _tuning_columns(part: pd.DataFrame, movie_ids: pd.Index) -> pd.DataFrame:
+def _tuning_columns(part: pd.DataFrame) -> pd.DataFrame:
     """What the tuning reads of one partition, as the local engine's interactions hold it."""
-    frame = _interactions_frame(part, movie_ids)
-    return frame[[C.USER, C.MOVIE, MOVIE_IDX, C.WATCH_RATIO, C.DATETIME]]
+    return part[[C.USER, MOVIE_IDX, C.WATCH_RATIO, C.DATETIME, C.RECENCY_RANK]]
 
 
 def tuning_frame(build: ClusterBuild) -> pd.DataFrame:
     """The partitions' tuning columns gathered in user order: the rows the local engine's tuning sees."""
     client = build.client
-    ids = client.scatter(build.movie_ids, broadcast=True, hash=False)  # a fresh key: the build's copy may be released
-    parts = client.gather([client.submit(_tuning_columns, p, ids) for p in build.ranked])
+    parts = client.gather([client.submit(_tuning_columns, p) for p in build.ranked])
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 

@@ -168,14 +168,15 @@ def tune_on_input(
         return Outcome(None, done("skipped", f"{eligible} users have >= {s.min_history} watched movies, "
                                              f"fewer than the {s.min_users} tuning needs"))
     # only what ranking, the co-watching fits and the recency modes read: each recency mode tried copies it
-    needed = [c for c in (C.USER, C.MOVIE, "movie_idx", C.WATCH_RATIO, C.DATETIME) if c in interactions.columns]
+    needed = [c for c in (C.USER, "movie_idx", C.WATCH_RATIO, C.DATETIME) if c in interactions.columns]
     train = interactions.loc[~is_validation, needed].reset_index(drop=True)
-    validation = interactions.loc[is_validation, [C.USER, C.MOVIE]].astype({C.MOVIE: str}).reset_index(drop=True)
+    movie_ids = movies[C.MOVIE].astype(str).to_numpy()
+    validation = pd.DataFrame({C.USER: interactions[C.USER].to_numpy()[is_validation],
+                               C.MOVIE: movie_ids[interactions["movie_idx"].to_numpy()[is_validation]]})
     if _same_recency(interactions, start.collaborative.recency, config.collaborative.recency):
         train[C.RECENCY_RANK] = train_recency(interactions, train, is_validation, users, start.collaborative.recency)
     else:
         train[C.RECENCY_RANK] = recency_rank(train, start.collaborative.recency).astype(np.int32)
-    movie_ids = movies[C.MOVIE].astype(str).to_numpy()
     sim_cf = item_item_similarity(train, movie_ids, start.collaborative)
     part = TrainPart(movies=movie_features(movies, train, config.movie_score), interactions=train,
                      sim_md=sim_md, sim_desc=sim_desc, sim_cf=sim_cf)
