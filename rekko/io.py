@@ -99,9 +99,14 @@ def read_table(path: str | os.PathLike[str], *, what: str = "table",
     thousand strings, not 30M strings.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputFileError(f"{p}: {what} file not found")
-    if p.is_dir():
+    try:  # Path.exists() lets PermissionError through: a folder this user (or a worker's) cannot enter
+        st = p.stat()
+    except FileNotFoundError:
+        raise InputFileError(f"{p}: {what} file not found") from None
+    except OSError as exc:
+        raise InputFileError(f"{p}: cannot read the {what} file as uid {os.geteuid()}: "
+                             f"{exc.strerror or type(exc).__name__}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise InputFileError(f"{p}: {what} path is a directory, expected a file")
     ext = p.suffix.lower()
     if ext not in TABLE_EXTENSIONS:
