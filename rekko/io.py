@@ -16,14 +16,17 @@ import errno
 import glob
 import hashlib
 import os
+import posixpath
 import re
 import shutil
 import stat
 import tempfile
 import zipfile
+from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
+from xml.etree import ElementTree
 
 import pandas as pd
 
@@ -40,6 +43,13 @@ XLSX_MAX_TOTAL = 1 << 30  # 1 GiB
 XLSX_MAX_RATIO = 100
 XLSX_RATIO_GRACE = 100 * 1024
 _CHUNK = 1 << 20
+#: The text an xlsx's cells may hold in total once every shared-string reference is resolved (characters).
+#: A shared string is stored once and referenced by index: 5,000 cells naming one 100 KB string is a 147 KB
+#: file that parses into 500 million characters (2.25 GB of memory). 100 million characters is about 0.5 GB
+#: once parsed, far beyond a ratings cache of tens of thousands of titles with their descriptions.
+XLSX_MAX_TEXT_CHARS = 100_000_000
+_XLSX_MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_XLSX_RELS_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 
 #: A csv cell beginning with one of these is a formula to a spreadsheet (OWASP "CSV injection"):
 #: rekko writes such a text cell with a single quote in front, and reads it back without that quote.
@@ -155,6 +165,7 @@ def check_xlsx_archive(
     max_total: int = XLSX_MAX_TOTAL,
     max_ratio: float = XLSX_MAX_RATIO,
     grace: int = XLSX_RATIO_GRACE,
+    max_text: int = XLSX_MAX_TEXT_CHARS,
 ) -> None:
     """Refuse an xlsx whose zip members would inflate absurdly, before a parser tries.
 
@@ -163,7 +174,8 @@ def check_xlsx_archive(
     errors. Two passes, both cheap: the sizes the central directory declares
     (total and per-member ratio), then one streaming inflate of every member
     that stops as soon as a member yields more than it declared, so a forged
-    directory cannot smuggle the bomb past the first pass.
+    directory cannot smuggle the bomb past the first pass. Last, the text the cells
+    would hold once shared strings are resolved is counted (:func:`_check_shared_string_text`).
     """
     with zipfile.ZipFile(path) as archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
@@ -178,6 +190,95 @@ def check_xlsx_archive(
                                         f"to {member.file_size:,} (ratio {ratio:,.0f}, limit {max_ratio:g})")
         for member in members:
             _check_inflated_size(archive, member, path, what)
+        _check_shared_string_text(archive, path, what, max_text)
+
+
+def _xlsx_parts(archive: zipfile.ZipFile) -> tuple[list[str], list[str]]:
+    """(shared-strings members, worksheet members): those the workbook's relationships name, and any member
+    by the usual names besides (a parser may find a part either way, so both are counted)."""
+    names = {m.filename for m in archive.infolist() if not m.is_dir()}
+    strings = {n for n in names if n.lower().endswith("sharedstrings.xml")}
+    sheets = {n for n in names if "worksheets/" in n.lower() and n.lower().endswith(".xml")}
+    for rels in (n for n in names if n.lower().endswith("workbook.xml.rels")):
+        base = posixpath.dirname(posixpath.dirname(rels))  # xl/_rels/workbook.xml.rels -> xl
+        for _, node in ElementTree.iterparse(archive.open(rels)):
+            if node.tag != f"{_XLSX_RELS_NS}Relationship":
+                continue
+            kind, target = node.get("Type", ""), node.get("Target", "")
+            target = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join(base, target))
+            if target in names and kind.endswith("/sharedStrings"):
+                strings.add(target)
+            elif target in names and kind.endswith("/worksheet"):
+                sheets.add(target)
+    return sorted(strings), sorted(sheets)
+
+
+def _shared_string_lengths(archive: zipfile.ZipFile, member: str) -> array:
+    """The length in characters of every shared string in ``member``, in index order (streamed)."""
+    lengths = array("Q")
+    size = 0
+    root = None
+    with archive.open(member) as stream:
+        for event, node in ElementTree.iterparse(stream, events=("start", "end")):
+            if root is None:
+                root = node
+            if node.tag == f"{_XLSX_MAIN_NS}si":
+                if event == "start":
+                    size = 0
+                else:
+                    lengths.append(size)
+                    root.clear()  # the strings seen so far: only their lengths are kept
+            elif event == "end" and node.tag == f"{_XLSX_MAIN_NS}t":
+                size += len(node.text or "")
+                node.text = None
+    return lengths
+
+
+def _check_shared_string_text(archive: zipfile.ZipFile, path: Path, what: str, max_text: int) -> None:
+    """Refuse an xlsx whose cells would hold more than ``max_text`` characters once shared strings are resolved.
+
+    Counted before any parser runs, streaming: the length of every shared string, then every cell of every
+    worksheet that references one (``t="s"``), adding that string's length, stopping at the limit.
+    """
+    string_parts, sheets = _xlsx_parts(archive)
+    if not string_parts:
+        return
+    lengths = array("Q")
+    for member in string_parts:  # more than one candidate: each index counts its longest string
+        found = _shared_string_lengths(archive, member)
+        lengths.extend([0] * max(0, len(found) - len(lengths)))
+        for i, n in enumerate(found):
+            if n > lengths[i]:
+                lengths[i] = n
+    tally = [0, 0]  # characters, cells: over every worksheet, as a reader would load them all
+    for member in sheets:
+        with archive.open(member) as stream:
+            _count_sheet(stream, member, lengths, tally, path, what, max_text)
+
+
+def _count_sheet(stream: IO[bytes], member: str, lengths: array, tally: list[int], path: Path, what: str,
+                 max_text: int) -> None:
+    """Add the text of ``member``'s shared-string cells to ``tally`` (characters, cells); fail past ``max_text``."""
+    data = None
+    for event, node in ElementTree.iterparse(stream, events=("start", "end")):
+        if event == "start":
+            if node.tag == f"{_XLSX_MAIN_NS}sheetData":
+                data = node
+        elif node.tag == f"{_XLSX_MAIN_NS}c" and node.get("t") == "s":
+            value = node.find(f"{_XLSX_MAIN_NS}v")
+            text = (value.text or "").strip() if value is not None else ""
+            index = int(text) if text.isdigit() and len(text) < 20 else -1
+            if 0 <= index < len(lengths):
+                tally[0] += lengths[index]
+                tally[1] += 1
+                if tally[0] > max_text:
+                    raise InputFileError(
+                        f"{path}: refusing to read {what} as xlsx: its cells would hold more than {max_text:,} "
+                        f"characters of text once shared strings are resolved ({tally[1]:,} cells up to {member} "
+                        f"reference {tally[0]:,} characters, from a {path.stat().st_size:,}-byte file); this looks "
+                        "like a decompression bomb, not a spreadsheet")
+        elif node.tag == f"{_XLSX_MAIN_NS}row" and data is not None:
+            data.clear()  # the rows counted so far
 
 
 def _check_inflated_size(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path, what: str) -> None:
