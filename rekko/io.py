@@ -18,6 +18,7 @@ import hashlib
 import os
 import posixpath
 import re
+import resource
 import shutil
 import stat
 import tempfile
@@ -48,6 +49,9 @@ _CHUNK = 1 << 20
 #: file that parses into 500 million characters (2.25 GB of memory). 100 million characters is about 0.5 GB
 #: once parsed, far beyond a ratings cache of tens of thousands of titles with their descriptions.
 XLSX_MAX_TEXT_CHARS = 100_000_000
+#: Environment variable that sets the input size limit in bytes (``rekko pipeline --max-input-bytes`` sets it;
+#: 0 turns the check off). Unset, the limit is the memory this process may still take (:func:`available_memory`).
+MAX_INPUT_ENV = "REKKO_MAX_INPUT_BYTES"
 _XLSX_MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _XLSX_RELS_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 
@@ -123,6 +127,7 @@ def read_table(path: str | os.PathLike[str], *, what: str = "table",
         raise InputFileError(
             f"{p}: unknown extension '{p.suffix}' for the {what} file; expected one of {', '.join(TABLE_EXTENSIONS)}"
         )
+    check_input_size(p, st.st_size, what=what)
     try:
         if ext in (".parquet", ".pq"):
             return _read_parquet_input(p, categorical)
@@ -135,6 +140,89 @@ def read_table(path: str | os.PathLike[str], *, what: str = "table",
     except Exception as exc:  # noqa: BLE001 - every reader failure becomes one clear message
         detail = shorten(str(exc), 500)
         raise InputFileError(f"{p}: cannot read {what} as {ext[1:]}: {type(exc).__name__}: {detail}") from exc
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_available() -> int | None:
+    """What the cgroup (v2) memory limit still allows, or None without one."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return max(0, int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text().strip()))
+    except (OSError, ValueError):
+        return None
+
+
+def _address_space_available() -> int | None:
+    """What ``RLIMIT_AS`` (``ulimit -v``, ``prlimit --as``) still allows this process to map, or None."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            used = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+    except (OSError, ValueError, StopIteration):
+        used = 0
+    return max(0, soft - used)
+
+
+def available_memory() -> int | None:
+    """The memory this process may still take: the least of the free memory the kernel reports
+    (``MemAvailable``), the cgroup's limit less its use, and the address-space limit less what is mapped."""
+    known = [v for v in (_meminfo_available(), _cgroup_available(), _address_space_available()) if v is not None]
+    return min(known) if known else None
+
+
+def _in_memory_estimate(p: Path, size: int) -> tuple[int, str]:
+    """Bytes a read of ``p`` needs at least, and how that was found: a parquet file's uncompressed size
+    from its footer, else the file's own size (csv and xlsx text never shrinks much in a frame)."""
+    if p.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.read_metadata(p)
+            total = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            # encoded pages can be tiny (a million equal values): every cell takes at least 4 bytes in a frame
+            cells = meta.num_rows * meta.num_columns * 4
+            return max(size, total, cells), "uncompressed, from its parquet footer"
+        except Exception:  # noqa: BLE001 - an unreadable footer is reported by the reader itself
+            return size, "on disk"
+    return size, "on disk"
+
+
+def check_input_size(p: Path, size: int, *, what: str = "input") -> None:
+    """Refuse (exit 2) an input too big to read in memory, before reading it: a 20 GB csv used to grow until
+    the kernel's OOM killer ended the process. The limit is :data:`MAX_INPUT_ENV` if set (0: no check),
+    else :func:`available_memory`."""
+    raw = os.environ.get(MAX_INPUT_ENV, "").strip()
+    if raw:
+        if not raw.isdigit():
+            raise InputFileError(f"{MAX_INPUT_ENV} must be a number of bytes, got {shorten(raw, 50)!r}")
+        limit, source = int(raw), f"the limit set by --max-input-bytes / {MAX_INPUT_ENV}"
+        if limit == 0:
+            return
+    else:
+        found = available_memory()
+        if found is None:
+            return
+        limit, source = found, "the memory this process may still take"
+    need, how = _in_memory_estimate(p, size)
+    if need > limit:
+        raise InputFileError(
+            f"{p}: the {what} file is {need:,} bytes ({how}), more than {source} ({limit:,} bytes); "
+            f"split it into parts (a folder or glob of parts, --engine dask), use a machine with more memory, or "
+            f"set --max-input-bytes (or {MAX_INPUT_ENV}; 0 = no check) if you know it fits")
 
 
 def _read_parquet_input(p: Path, categorical: tuple[str, ...]) -> pd.DataFrame:
