@@ -205,6 +205,21 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+#: The dtype kinds a similarity array's layout may name: integers and floats (never objects, strings, records).
+_LAYOUT_KINDS = frozenset("iuf")
+
+
+def _is_array_dtype(value: object) -> bool:
+    """Whether ``value`` is a numpy dtype string of a plain number (``'<i4'``, ``'<f4'``); ``'|O'`` is not."""
+    if not isinstance(value, str) or len(value) > 8:
+        return False
+    try:
+        dtype = np.dtype(value)
+    except (TypeError, ValueError):
+        return False
+    return dtype.kind in _LAYOUT_KINDS and not dtype.hasobject and dtype.itemsize in (1, 2, 4, 8)
+
+
 def _check_sha(source: str, name: str, value: object) -> None:
     if not (isinstance(value, str) and len(value) == 64 and set(value) <= _HEX):
         raise _bad(source, name, "a sha256 hex digest", value)
@@ -238,9 +253,11 @@ def _validate_manifest(raw: dict[str, Any], source: str) -> None:
             raise _bad(source, f"{where}.chunks", "{size, first, count} non-negative integers", chunks)
         layout = entry.get("layout")
         if layout is not None and not (isinstance(layout, dict) and all(
-                isinstance(v, dict) and _is_int(v.get("offset")) and _is_int(v.get("length"))
-                and isinstance(v.get("dtype"), str) for v in layout.values())):
-            raise _bad(source, f"{where}.layout", "{array: {offset, length, dtype}}", layout)
+                isinstance(v, dict) and _is_int(v.get("offset")) and v["offset"] >= 0
+                and _is_int(v.get("length")) and v["length"] >= 0
+                and _is_array_dtype(v.get("dtype")) for v in layout.values())):
+            raise _bad(source, f"{where}.layout", "{array: {offset, length, dtype}} with non-negative offsets and "
+                                                  "lengths and numeric dtypes such as '<i4' or '<f4'", layout)
     for role, entry in (raw.get("inputs") or {}).items():
         if not isinstance(entry, dict):
             raise _bad(source, f"inputs.{role}", "an object", entry)

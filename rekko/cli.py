@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -66,7 +67,24 @@ def add_pipeline_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lock-timeout", type=seconds_type, default=DEFAULT_LOCK_TIMEOUT, metavar="SECONDS",
                         help="how long to wait for another pipeline writing the same artifacts, then exit 2 "
                              f"(default: {DEFAULT_LOCK_TIMEOUT:g}; 0 = do not wait)")
+    parser.add_argument("--max-input-bytes", type=bytes_type, default=None, metavar="BYTES",
+                        help="refuse an input file larger than this in memory (a parquet file counts uncompressed), "
+                             "e.g. 40G; 0 = no check (default: the memory this process may still take; "
+                             "also REKKO_MAX_INPUT_BYTES)")
 
+
+
+_BYTE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def bytes_type(text: str) -> int:
+    """A size argument: a whole number of bytes, optionally with K, M, G or T (binary: 1K = 1024)."""
+    raw = str(text).strip().upper().removesuffix("B").removesuffix("I")
+    unit = raw[-1:] if raw[-1:] in _BYTE_UNITS else ""
+    number = raw[: len(raw) - len(unit)]
+    if not (number.isdigit() and len(number) <= 18):
+        raise argparse.ArgumentTypeError(f"expected a number of bytes such as 500M or 40G, got {quote(text)}")
+    return int(number) * _BYTE_UNITS[unit]
 
 
 def seconds_type(text: str) -> float:
@@ -112,6 +130,8 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from rekko.tuning import auto
 
     paths = pipeline_paths(args)
+    if getattr(args, "max_input_bytes", None) is not None:  # read by rekko.io, here and in local Dask workers
+        os.environ["REKKO_MAX_INPUT_BYTES"] = str(args.max_input_bytes)
     engine = engine_from_args(args) if hasattr(args, "engine") else "local"
     check_outputs(paths)  # before enrichment's network traffic, not only before the write
     if engine == "dask":

@@ -23,11 +23,25 @@ FLOAT_EXACT_LIMIT = 2**53
 INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")
 
 
+#: Digits of the longest int64 (``9223372036854775807``): a longer id text is out of range before any ``int()``.
+INT64_DIGITS = 19
+
+
+def _out_of_range(shown: str) -> str:
+    return f"user id out of range: {shown} is not a 64-bit integer ({INT64_MIN}..{INT64_MAX})"
+
+
 def check_range(number: int) -> int | str:
-    """``number`` if int64 holds it, else the message saying it is out of range."""
+    """``number`` if int64 holds it, else the message saying it is out of range.
+
+    A huge number is described by its size: Python refuses to print an int of more
+    than 4,300 digits (``sys.set_int_max_str_digits``), and no message should try.
+    """
     if INT64_MIN <= number <= INT64_MAX:
         return number
-    return f"user id out of range: {quote(number)} is not a 64-bit integer ({INT64_MIN}..{INT64_MAX})"
+    if number.bit_length() > 600:  # about 180 digits: more than a message shows anyway
+        return _out_of_range(f"a number of {number.bit_length():,} bits")
+    return _out_of_range(quote(number))
 
 
 def from_float(value: float) -> int | str:
@@ -58,6 +72,8 @@ def parse_user_id(value: object) -> int | str:
         return from_float(float(value))
     text = str(value).strip()
     if INTEGER_TEXT.fullmatch(text):
+        if len(text.lstrip("+-").lstrip("0")) > INT64_DIGITS:  # never int() a 5,000,000-digit cell
+            return _out_of_range(quote(text))
         return check_range(int(text))
     try:
         return from_float(float(text))

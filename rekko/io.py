@@ -16,14 +16,18 @@ import errno
 import glob
 import hashlib
 import os
+import posixpath
 import re
+import resource
 import shutil
 import stat
 import tempfile
 import zipfile
+from array import array
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
+from xml.etree import ElementTree
 
 import pandas as pd
 
@@ -40,6 +44,16 @@ XLSX_MAX_TOTAL = 1 << 30  # 1 GiB
 XLSX_MAX_RATIO = 100
 XLSX_RATIO_GRACE = 100 * 1024
 _CHUNK = 1 << 20
+#: The text an xlsx's cells may hold in total once every shared-string reference is resolved (characters).
+#: A shared string is stored once and referenced by index: 5,000 cells naming one 100 KB string is a 147 KB
+#: file that parses into 500 million characters (2.25 GB of memory). 100 million characters is about 0.5 GB
+#: once parsed, far beyond a ratings cache of tens of thousands of titles with their descriptions.
+XLSX_MAX_TEXT_CHARS = 100_000_000
+#: Environment variable that sets the input size limit in bytes (``rekko pipeline --max-input-bytes`` sets it;
+#: 0 turns the check off). Unset, the limit is the memory this process may still take (:func:`available_memory`).
+MAX_INPUT_ENV = "REKKO_MAX_INPUT_BYTES"
+_XLSX_MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_XLSX_RELS_NS = "{http://schemas.openxmlformats.org/package/2006/relationships}"
 
 #: A csv cell beginning with one of these is a formula to a spreadsheet (OWASP "CSV injection"):
 #: rekko writes such a text cell with a single quote in front, and reads it back without that quote.
@@ -99,15 +113,21 @@ def read_table(path: str | os.PathLike[str], *, what: str = "table",
     thousand strings, not 30M strings.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputFileError(f"{p}: {what} file not found")
-    if p.is_dir():
+    try:  # Path.exists() lets PermissionError through: a folder this user (or a worker's) cannot enter
+        st = p.stat()
+    except FileNotFoundError:
+        raise InputFileError(f"{p}: {what} file not found") from None
+    except OSError as exc:
+        raise InputFileError(f"{p}: cannot read the {what} file as uid {os.geteuid()}: "
+                             f"{exc.strerror or type(exc).__name__}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise InputFileError(f"{p}: {what} path is a directory, expected a file")
     ext = p.suffix.lower()
     if ext not in TABLE_EXTENSIONS:
         raise InputFileError(
             f"{p}: unknown extension '{p.suffix}' for the {what} file; expected one of {', '.join(TABLE_EXTENSIONS)}"
         )
+    check_input_size(p, st.st_size, what=what)
     try:
         if ext in (".parquet", ".pq"):
             return _read_parquet_input(p, categorical)
@@ -120,6 +140,89 @@ def read_table(path: str | os.PathLike[str], *, what: str = "table",
     except Exception as exc:  # noqa: BLE001 - every reader failure becomes one clear message
         detail = shorten(str(exc), 500)
         raise InputFileError(f"{p}: cannot read {what} as {ext[1:]}: {type(exc).__name__}: {detail}") from exc
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_available() -> int | None:
+    """What the cgroup (v2) memory limit still allows, or None without one."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return max(0, int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text().strip()))
+    except (OSError, ValueError):
+        return None
+
+
+def _address_space_available() -> int | None:
+    """What ``RLIMIT_AS`` (``ulimit -v``, ``prlimit --as``) still allows this process to map, or None."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            used = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+    except (OSError, ValueError, StopIteration):
+        used = 0
+    return max(0, soft - used)
+
+
+def available_memory() -> int | None:
+    """The memory this process may still take: the least of the free memory the kernel reports
+    (``MemAvailable``), the cgroup's limit less its use, and the address-space limit less what is mapped."""
+    known = [v for v in (_meminfo_available(), _cgroup_available(), _address_space_available()) if v is not None]
+    return min(known) if known else None
+
+
+def _in_memory_estimate(p: Path, size: int) -> tuple[int, str]:
+    """Bytes a read of ``p`` needs at least, and how that was found: a parquet file's uncompressed size
+    from its footer, else the file's own size (csv and xlsx text never shrinks much in a frame)."""
+    if p.suffix.lower() in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        try:
+            meta = pq.read_metadata(p)
+            total = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            # encoded pages can be tiny (a million equal values): every cell takes at least 4 bytes in a frame
+            cells = meta.num_rows * meta.num_columns * 4
+            return max(size, total, cells), "uncompressed, from its parquet footer"
+        except Exception:  # noqa: BLE001 - an unreadable footer is reported by the reader itself
+            return size, "on disk"
+    return size, "on disk"
+
+
+def check_input_size(p: Path, size: int, *, what: str = "input") -> None:
+    """Refuse (exit 2) an input too big to read in memory, before reading it: a 20 GB csv used to grow until
+    the kernel's OOM killer ended the process. The limit is :data:`MAX_INPUT_ENV` if set (0: no check),
+    else :func:`available_memory`."""
+    raw = os.environ.get(MAX_INPUT_ENV, "").strip()
+    if raw:
+        if not raw.isdigit():
+            raise InputFileError(f"{MAX_INPUT_ENV} must be a number of bytes, got {shorten(raw, 50)!r}")
+        limit, source = int(raw), f"the limit set by --max-input-bytes / {MAX_INPUT_ENV}"
+        if limit == 0:
+            return
+    else:
+        found = available_memory()
+        if found is None:
+            return
+        limit, source = found, "the memory this process may still take"
+    need, how = _in_memory_estimate(p, size)
+    if need > limit:
+        raise InputFileError(
+            f"{p}: the {what} file is {need:,} bytes ({how}), more than {source} ({limit:,} bytes); "
+            f"split it into parts (a folder or glob of parts, --engine dask), use a machine with more memory, or "
+            f"set --max-input-bytes (or {MAX_INPUT_ENV}; 0 = no check) if you know it fits")
 
 
 def _read_parquet_input(p: Path, categorical: tuple[str, ...]) -> pd.DataFrame:
@@ -150,6 +253,7 @@ def check_xlsx_archive(
     max_total: int = XLSX_MAX_TOTAL,
     max_ratio: float = XLSX_MAX_RATIO,
     grace: int = XLSX_RATIO_GRACE,
+    max_text: int = XLSX_MAX_TEXT_CHARS,
 ) -> None:
     """Refuse an xlsx whose zip members would inflate absurdly, before a parser tries.
 
@@ -158,7 +262,8 @@ def check_xlsx_archive(
     errors. Two passes, both cheap: the sizes the central directory declares
     (total and per-member ratio), then one streaming inflate of every member
     that stops as soon as a member yields more than it declared, so a forged
-    directory cannot smuggle the bomb past the first pass.
+    directory cannot smuggle the bomb past the first pass. Last, the text the cells
+    would hold once shared strings are resolved is counted (:func:`_check_shared_string_text`).
     """
     with zipfile.ZipFile(path) as archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
@@ -173,6 +278,95 @@ def check_xlsx_archive(
                                         f"to {member.file_size:,} (ratio {ratio:,.0f}, limit {max_ratio:g})")
         for member in members:
             _check_inflated_size(archive, member, path, what)
+        _check_shared_string_text(archive, path, what, max_text)
+
+
+def _xlsx_parts(archive: zipfile.ZipFile) -> tuple[list[str], list[str]]:
+    """(shared-strings members, worksheet members): those the workbook's relationships name, and any member
+    by the usual names besides (a parser may find a part either way, so both are counted)."""
+    names = {m.filename for m in archive.infolist() if not m.is_dir()}
+    strings = {n for n in names if n.lower().endswith("sharedstrings.xml")}
+    sheets = {n for n in names if "worksheets/" in n.lower() and n.lower().endswith(".xml")}
+    for rels in (n for n in names if n.lower().endswith("workbook.xml.rels")):
+        base = posixpath.dirname(posixpath.dirname(rels))  # xl/_rels/workbook.xml.rels -> xl
+        for _, node in ElementTree.iterparse(archive.open(rels)):
+            if node.tag != f"{_XLSX_RELS_NS}Relationship":
+                continue
+            kind, target = node.get("Type", ""), node.get("Target", "")
+            target = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join(base, target))
+            if target in names and kind.endswith("/sharedStrings"):
+                strings.add(target)
+            elif target in names and kind.endswith("/worksheet"):
+                sheets.add(target)
+    return sorted(strings), sorted(sheets)
+
+
+def _shared_string_lengths(archive: zipfile.ZipFile, member: str) -> array:
+    """The length in characters of every shared string in ``member``, in index order (streamed)."""
+    lengths = array("Q")
+    size = 0
+    root = None
+    with archive.open(member) as stream:
+        for event, node in ElementTree.iterparse(stream, events=("start", "end")):
+            if root is None:
+                root = node
+            if node.tag == f"{_XLSX_MAIN_NS}si":
+                if event == "start":
+                    size = 0
+                else:
+                    lengths.append(size)
+                    root.clear()  # the strings seen so far: only their lengths are kept
+            elif event == "end" and node.tag == f"{_XLSX_MAIN_NS}t":
+                size += len(node.text or "")
+                node.text = None
+    return lengths
+
+
+def _check_shared_string_text(archive: zipfile.ZipFile, path: Path, what: str, max_text: int) -> None:
+    """Refuse an xlsx whose cells would hold more than ``max_text`` characters once shared strings are resolved.
+
+    Counted before any parser runs, streaming: the length of every shared string, then every cell of every
+    worksheet that references one (``t="s"``), adding that string's length, stopping at the limit.
+    """
+    string_parts, sheets = _xlsx_parts(archive)
+    if not string_parts:
+        return
+    lengths = array("Q")
+    for member in string_parts:  # more than one candidate: each index counts its longest string
+        found = _shared_string_lengths(archive, member)
+        lengths.extend([0] * max(0, len(found) - len(lengths)))
+        for i, n in enumerate(found):
+            if n > lengths[i]:
+                lengths[i] = n
+    tally = [0, 0]  # characters, cells: over every worksheet, as a reader would load them all
+    for member in sheets:
+        with archive.open(member) as stream:
+            _count_sheet(stream, member, lengths, tally, path, what, max_text)
+
+
+def _count_sheet(stream: IO[bytes], member: str, lengths: array, tally: list[int], path: Path, what: str,
+                 max_text: int) -> None:
+    """Add the text of ``member``'s shared-string cells to ``tally`` (characters, cells); fail past ``max_text``."""
+    data = None
+    for event, node in ElementTree.iterparse(stream, events=("start", "end")):
+        if event == "start":
+            if node.tag == f"{_XLSX_MAIN_NS}sheetData":
+                data = node
+        elif node.tag == f"{_XLSX_MAIN_NS}c" and node.get("t") == "s":
+            value = node.find(f"{_XLSX_MAIN_NS}v")
+            text = (value.text or "").strip() if value is not None else ""
+            index = int(text) if text.isdigit() and len(text) < 20 else -1
+            if 0 <= index < len(lengths):
+                tally[0] += lengths[index]
+                tally[1] += 1
+                if tally[0] > max_text:
+                    raise InputFileError(
+                        f"{path}: refusing to read {what} as xlsx: its cells would hold more than {max_text:,} "
+                        f"characters of text once shared strings are resolved ({tally[1]:,} cells up to {member} "
+                        f"reference {tally[0]:,} characters, from a {path.stat().st_size:,}-byte file); this looks "
+                        "like a decompression bomb, not a spreadsheet")
+        elif node.tag == f"{_XLSX_MAIN_NS}row" and data is not None:
+            data.clear()  # the rows counted so far
 
 
 def _check_inflated_size(archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path, what: str) -> None:

@@ -6,6 +6,7 @@ working directory laid out like the seed's (``data/`` and ``matrix/``).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -78,6 +79,19 @@ class PipelinePaths(_BesideSimilarity):
         return {**named, "the manifest (beside --sim-md)": self.manifest,
                 "cos_sim_cf.pkl (beside --sim-md)": self.sim_cf, "the lock file (beside --sim-md)": self.lock,
                 "the chunk table (beside --sim-md)": self.chunk_table}
+
+    def write_locks(self) -> list[Path]:
+        """The lock of every folder this run writes into (``.rekko.lock`` in each), in one global order.
+
+        A pipeline holds all of them while it writes: two artifact sets that share files in ``data/``
+        but have their own ``matrix/`` folders still exclude each other. Taken in sorted order of the
+        resolved folders, so two runs never wait on each other in a circle; the lock beside the manifest
+        (:attr:`lock`, the one ``rekko tune`` takes) is one of them.
+        """
+        folders: dict[str, Path] = {}
+        for path in [self.lock, *self.outputs().values()]:  # the manifest's folder first: its name wins
+            folders.setdefault(os.path.realpath(path.parent), path.parent)
+        return [folders[real] / LOCK_NAME for real in sorted(folders)]
 
     def artifacts(self) -> ArtifactPaths:
         return ArtifactPaths(

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import logging
 import operator
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +66,7 @@ from rekko.columns import Columns as C
 from rekko.config import PipelineConfig
 from rekko.distributed.cluster import tree_reduce
 from rekko.distributed.cowatch import BLOCK_ENTRIES, cowatch_similarity
-from rekko.exceptions import DataValidationError
+from rekko.exceptions import DataValidationError, InputFileError, shorten
 from rekko.pipeline.features import (
     add_movie_stats,
     aggregate_sessions,
@@ -90,8 +91,16 @@ ROWS_PER_PARTITION = 1_000_000
 
 
 def read_indexed_part(part: Part, movie_ids: pd.Index) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Read and validate one part on a worker; its rows with ``movie_idx`` (known movies only) and its counts."""
-    raw = load_part(part)
+    """Read and validate one part on a worker; its rows with ``movie_idx`` (known movies only) and its counts.
+
+    A worker may run as another user or on another machine than the client: an input it cannot
+    open is bad input naming the part and the worker's uid (exit 2), not an unexpected error.
+    """
+    try:
+        raw = load_part(part)
+    except OSError as exc:
+        raise InputFileError(f"{part.name}: a Dask worker (uid {os.geteuid()}) cannot read this interactions "
+                             f"part: {type(exc).__name__}: {shorten(exc.strerror or str(exc), 300)}") from None
     known, dropped = attach_movie_index(raw, movie_ids)
     counts = {"rows": len(raw), "dropped": dropped,
               "example": raw.iloc[0].to_dict() if len(raw) else None}

@@ -15,6 +15,7 @@ removed, only replaced (see :func:`write_result`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -372,7 +373,10 @@ def write_result(result: PipelineResult, paths: PipelinePaths, config: PipelineC
     check_output_paths(paths)
     check_output_folders(paths, create=True)
     check_replaceable(p for p in paths.outputs().values() if p != paths.lock)
-    with exclusive_lock(paths.lock, timeout=lock_timeout, what=f"the artifact set of {paths.manifest}"):
+    with contextlib.ExitStack() as locks:
+        for lock in paths.write_locks():  # every output folder's: sets sharing data/ exclude each other too
+            locks.enter_context(exclusive_lock(lock, timeout=lock_timeout,
+                                               what=f"the artifact set of {paths.manifest} (folder {lock.parent})"))
         if expect_manifest is not None and _read_or_none(paths.manifest) != expect_manifest:
             raise ArtifactError(f"{paths.manifest} changed while this run read it (another pipeline or tune "
                                 "wrote the set): nothing written; run it again")

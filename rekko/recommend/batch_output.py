@@ -23,8 +23,11 @@ part per ranking block), the rows read back do not.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -42,11 +45,17 @@ from rekko.columns import Columns as C
 from rekko.exceptions import ConfigError
 from rekko.io import current_umask, atomic_open, atomic_path
 
+log = logging.getLogger(__name__)
+
 #: File suffixes that make ``--output`` one file; anything else without a suffix is a dataset folder.
 FILE_SUFFIXES = (".parquet", ".pq", ".csv")
 DATASET_FORMAT = "rekko.batch-recommendations/1"
 MANIFEST_FILE = "_manifest.json"
 SUCCESS_FILE = "_SUCCESS"
+#: Inside a staging folder: the file its publishing process holds an exclusive ``flock`` on while it runs.
+#: The kernel drops the lock when that process ends, however it ends (SIGKILL included), so a staging folder
+#: whose lock can be taken belongs to no running batch and may be removed (:func:`remove_stale_stages`).
+STAGE_LOCK = ".rekko-stage.lock"
 #: The columns of every batch output, file or part: movie ids dictionary-encoded (a catalogue, not a string a row).
 BATCH_SCHEMA = pa.schema([(C.USER, pa.int64()), (C.MOVIE, pa.dictionary(pa.int32(), pa.string())),
                           (C.SCORE, pa.float64()), (C.RANK, pa.int32())])
@@ -131,11 +140,25 @@ class DatasetStage:
         except OSError as exc:
             raise ConfigError(f"{self.target}: cannot create the staging folder {self.path} ({exc.strerror})") from None
         os.chmod(self.path, 0o777 & ~current_umask())  # mkdir honours the umask; say so explicitly for other uids' workers
+        self._lock_fd = os.open(self.path / STAGE_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)  # a new file nobody else knows yet: taken at once
+        os.pwrite(self._lock_fd, f"{os.getpid()}\n".encode(), 0)
+        removed = remove_stale_stages(self.target, keep=self.path)
+        if removed:
+            log.warning("removed %d staging folder(s) that interrupted batch runs left beside %s: %s", len(removed),
+                        self.target, ", ".join(p.name for p in removed[:3]) + (" ..." if len(removed) > 3 else ""))
         return self
 
     def __exit__(self, *exc: object) -> None:
         if not self.published:
             shutil.rmtree(self.path, ignore_errors=True)
+        self._release()
+
+    def _release(self) -> None:
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:
+            self._lock_fd = None
+            os.close(fd)
 
     def part_path(self, index: int) -> Path:
         return self.path / part_name(index)
@@ -169,6 +192,9 @@ class DatasetStage:
             json.dump(manifest, fh, indent=2, ensure_ascii=False)
         with atomic_open(self.path / SUCCESS_FILE, "w", encoding="utf-8"):
             pass
+        # the lock file leaves the folder before it becomes the dataset; its open descriptor keeps the lock,
+        # and a staging folder without one is never taken for stale (see remove_stale_stages)
+        (self.path / STAGE_LOCK).unlink(missing_ok=True)
         old = None
         if self.target.exists():
             check_dataset_target(self.target)  # again: it may have changed while the parts were scored
@@ -185,6 +211,49 @@ class DatasetStage:
             shutil.rmtree(old, ignore_errors=True)
         _fsync_dir(self.target.parent)
         return manifest
+
+
+def remove_stale_stages(target: Path, *, keep: Path | None = None) -> list[Path]:
+    """Remove the ``.<name>.staging-*`` folders beside ``target`` whose batch run is over; return them.
+
+    A staging folder is provably abandoned only when its :data:`STAGE_LOCK` can be locked: the process that
+    created it held that ``flock`` from the start and the kernel released it when the process ended (a
+    SIGKILL too). It is removed while locked, after checking that the lock file is still the one in the
+    folder of that name. A staging folder without a lock file (rekko before this rule, or a run killed in
+    the instant between creating the folder and its lock, or one about to publish) is kept: nothing proves
+    its writer is gone.
+    """
+    removed: list[Path] = []
+    prefix = f".{target.name}.staging-"
+    with contextlib.suppress(OSError):
+        candidates = [p for p in target.parent.iterdir() if p.name.startswith(prefix) and p != keep]
+        for folder in sorted(candidates):
+            if _remove_if_abandoned(folder):
+                removed.append(folder)
+    return removed
+
+
+def _remove_if_abandoned(folder: Path) -> bool:
+    lock = folder / STAGE_LOCK
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:  # no lock file (or not ours to open): not provably abandoned
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: a batch is writing into it right now
+            return False
+        try:  # the same file still sits in that folder: it was not published or replaced meanwhile
+            same = os.path.samestat(os.fstat(fd), os.lstat(lock))
+        except OSError:
+            same = False
+        if not same or folder.is_symlink() or not folder.is_dir():
+            return False
+        shutil.rmtree(folder, ignore_errors=True)
+        return not folder.exists()
+    finally:
+        os.close(fd)
 
 
 def check_dataset_target(target: Path) -> None:

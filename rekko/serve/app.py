@@ -34,6 +34,8 @@ from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -46,7 +48,7 @@ except ImportError:  # pragma: no cover - httptools is part of the serve extra
 
 from rekko import __version__
 from rekko.columns import Columns as C
-from rekko.exceptions import ArtifactError, ConfigError
+from rekko.exceptions import ArtifactError, ConfigError, quote, shorten
 from rekko.paths import ArtifactPaths
 from rekko.serve.page import PAGE_HTML
 
@@ -113,6 +115,10 @@ def create_app(paths: ArtifactPaths | None = None, *, state: SnapshotSource | No
     async def _artifact_error(_: Request, exc: ArtifactError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
 
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": capped_errors(exc.errors())}, status_code=422)
+
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error")
@@ -175,10 +181,29 @@ def create_app(paths: ArtifactPaths | None = None, *, state: SnapshotSource | No
     return app
 
 
+def _capped(value: Any) -> Any:
+    """``value`` with every string cut at 200 characters (:func:`rekko.exceptions.shorten`), lists and dicts walked."""
+    if isinstance(value, str):
+        return shorten(value)
+    if isinstance(value, dict):
+        return {shorten(str(k)): _capped(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_capped(v) for v in value]
+    return value
+
+
+def capped_errors(errors: Any) -> Any:
+    """FastAPI's 422 ``detail`` (``type``, ``loc``, ``msg``, ``input``, ``ctx``) with echoed values cut at 200 characters.
+
+    FastAPI echoes the whole offending value: a 15,000-digit user id came back as a 15 KB answer.
+    """
+    return _capped(jsonable_encoder(errors))
+
+
 def _position(snap: Snapshot, movie_id: str) -> int:
     pos = snap.recommender.movie_position(movie_id)
     if pos < 0:
-        raise HTTPException(404, f"unknown movie_id {movie_id!r}")
+        raise HTTPException(404, f"unknown movie_id {quote(movie_id)}")
     return pos
 
 
