@@ -1,5 +1,3 @@
-import sys
+from rekko.cli import run
 
-from rekko.cli import main
-
-sys.exit(main())
+run()

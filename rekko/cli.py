@@ -373,5 +373,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def run() -> None:
+    """The command's entry point (``rekko``, ``python -m rekko``): :func:`main`, then exit without the
+    interpreter's teardown.
+
+    pyarrow's native thread pools can abort a finished process while the interpreter tears down
+    ("terminate called without an active exception", SIGABRT after every byte was written: apache/arrow#34314,
+    open). Everything a run does is complete when :func:`main` returns (files published, clusters closed), so
+    the logs and streams are flushed and the process ends with main's exit code at once. In-process callers
+    (tests, the Python API) use :func:`main`, which returns.
+    """
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing left to deliver
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()
